@@ -90,11 +90,15 @@ func WriteRootfs(dir string, pkgs []Package) error {
 	return os.Chmod(filepath.Join(dir, "bin/hello"), 0o755)
 }
 
-// Squashfs packs dir into a squashfs file at out with the real mksquashfs.
-func Squashfs(ctx context.Context, dir, out string) error {
-	cmd := exec.CommandContext(ctx, "mksquashfs", dir, out,
-		"-noappend", "-all-root", "-no-progress", "-quiet", "-mkfs-time", "0",
-		"-all-time", "0", "-comp", "gzip")
+// Squashfs packs dir into a squashfs file at out with the real mksquashfs. Each pseudo
+// definition ("dev/null c 666 0 0 1 3") adds an entry that cannot be made unprivileged.
+func Squashfs(ctx context.Context, dir, out string, pseudo ...string) error {
+	args := []string{dir, out, "-noappend", "-all-root", "-no-progress", "-quiet",
+		"-mkfs-time", "0", "-all-time", "0", "-comp", "gzip"}
+	for _, p := range pseudo {
+		args = append(args, "-p", p)
+	}
+	cmd := exec.CommandContext(ctx, "mksquashfs", args...)
 	var stderr bytes.Buffer
 	cmd.Stdout = &stderr
 	cmd.Stderr = &stderr

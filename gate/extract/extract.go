@@ -1,0 +1,224 @@
+// Package extract unpacks an image's squashfs partitions into a fresh private directory,
+// safely: the real unsquashfs runs as an unprivileged user (so it cannot create device nodes
+// or files owned by others), reads the very file descriptor the gate hashed, and nothing from
+// the image is ever executed. Every run directory is removed on the way out; directories left
+// by a killed run are swept by the next one.
+package extract
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/scan-gate/scan-gate/gate/image"
+	"github.com/scan-gate/scan-gate/internal/proc"
+)
+
+// Options says where and as whom extraction happens.
+type Options struct {
+	// ScratchDir is a directory on node-local disk for run directories.
+	ScratchDir string
+	// TmpfsDir, when set, is a tmpfs used instead of ScratchDir for images whose unpacked
+	// size fits MemoryBudget.
+	TmpfsDir     string
+	MemoryBudget int64
+	// Credential is the unprivileged user that extracts (and later scans); nil runs as the
+	// caller, which must then not be root.
+	Credential *proc.Credential
+	// Unsquashfs is the unsquashfs binary; empty finds it.
+	Unsquashfs string
+}
+
+// ErrIncomplete marks an extraction that did not write the whole tree.
+var ErrIncomplete = errors.New("extraction incomplete")
+
+// Tree is an extracted image in its private run directory.
+type Tree struct {
+	// Root is the extracted root filesystem.
+	Root string
+	// Scratch is a private directory for the scanner's own files.
+	Scratch string
+	// OnTmpfs says whether the tree lives in memory.
+	OnTmpfs bool
+	// UnpackedSize is the sum of the image's regular file sizes.
+	UnpackedSize int64
+
+	run *RunDir
+}
+
+// Remove deletes the run directory and everything in it.
+func (t *Tree) Remove() error { return t.run.Remove() }
+
+// Extract unpacks im's partitions (primary first, then squashfs overlays on top).
+func Extract(ctx context.Context, im *image.Image, opts Options) (*Tree, error) {
+	if im.Kind == image.Sandbox {
+		return nil, fmt.Errorf("extracting %s: a sandbox directory is scanned in place", im.Path)
+	}
+	if im.Unscannable != "" {
+		return nil, fmt.Errorf("extracting %s: %s", im.Path, im.Unscannable)
+	}
+	tool, err := proc.LookPath(orDefault(opts.Unsquashfs, "unsquashfs"))
+	if err != nil {
+		return nil, fmt.Errorf("extracting %s: %w", im.Path, err)
+	}
+
+	size, err := unpackedSize(ctx, tool, im, opts.Credential)
+	if err != nil {
+		return nil, err
+	}
+	base, onTmpfs := opts.ScratchDir, false
+	if opts.TmpfsDir != "" && size <= opts.MemoryBudget && fitsTmpfs(opts.TmpfsDir, size) {
+		base, onTmpfs = opts.TmpfsDir, true
+	}
+	run, err := NewRunDir(base, opts.Credential)
+	if err != nil {
+		return nil, fmt.Errorf("extracting %s: %w", im.Path, err)
+	}
+	tree := &Tree{Root: filepath.Join(run.Path, "rootfs"), Scratch: filepath.Join(run.Path,
+		"scan"), OnTmpfs: onTmpfs, UnpackedSize: size, run: run}
+	if err := tree.fill(ctx, tool, im, opts.Credential); err != nil {
+		run.Remove()
+		return nil, err
+	}
+	return tree, nil
+}
+
+func (t *Tree) fill(ctx context.Context, tool string, im *image.Image, cred *proc.Credential) error {
+	if err := t.run.Mkdir("scan"); err != nil {
+		return fmt.Errorf("extracting %s: %w", im.Path, err)
+	}
+	source, cleanup, err := readableSource(ctx, im, t.run, cred)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+
+	for i, p := range im.Partitions {
+		args := []string{"-no-xattrs", "-no-progress", "-quiet", "-dest", t.Root,
+			"-offset", strconv.FormatInt(source.offset(p), 10)}
+		if i > 0 {
+			args = append([]string{"-force"}, args...)
+		}
+		res, err := proc.Run(ctx, proc.Cmd{Path: tool, Args: append(args, source.path),
+			Credential: cred, ExtraFiles: source.files, Env: []string{"LC_ALL=C"}})
+		if err != nil {
+			return fmt.Errorf("extracting %s partition of %s: %w", p.Role, im.Path, err)
+		}
+		if err := judgeUnsquashfs(res); err != nil {
+			return fmt.Errorf("extracting %s partition of %s: %w", p.Role, im.Path, err)
+		}
+	}
+	return stripSpecialBits(ctx, t.Root, cred)
+}
+
+// deviceSkipped matches what unsquashfs prints when, unprivileged, it skips a device node.
+var deviceSkipped = regexp.MustCompile(
+	`could not create (character|block) device .*because you're not superuser`)
+
+// judgeUnsquashfs accepts exit 0, and exit 2 when every complaint is a skipped device node:
+// that is expected and loses nothing a scanner reads. Any other complaint means files are
+// missing from the tree.
+func judgeUnsquashfs(res proc.Result) error {
+	switch res.ExitCode {
+	case 0:
+		return nil
+	case 2:
+		for _, line := range strings.Split(string(res.Stderr), "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || deviceSkipped.MatchString(line) || benignLine(line) {
+				continue
+			}
+			return fmt.Errorf("%w: unsquashfs: %s", ErrIncomplete, line)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: unsquashfs exited %d: %s", ErrIncomplete, res.ExitCode,
+		proc.LastLines(res.Stderr, 3))
+}
+
+func benignLine(line string) bool {
+	return strings.HasPrefix(line, "Parallel unsquashfs:") ||
+		strings.HasPrefix(line, "created ") || strings.HasSuffix(line, "blocks) to write")
+}
+
+// unpackedSize sums the sizes of the regular files of every partition, from the squashfs
+// listing (which reads only the inode tables).
+func unpackedSize(ctx context.Context, tool string, im *image.Image, cred *proc.Credential) (
+	int64, error) {
+	var total int64
+	for _, p := range im.Partitions {
+		source := fdSource(im)
+		res, err := proc.Run(ctx, proc.Cmd{Path: tool, Credential: cred,
+			Args:       []string{"-lln", "-offset", strconv.FormatInt(p.Offset, 10), source.path},
+			ExtraFiles: source.files, Env: []string{"LC_ALL=C"}})
+		if err != nil {
+			return 0, fmt.Errorf("listing %s partition of %s: %w", p.Role, im.Path, err)
+		}
+		if res.ExitCode != 0 {
+			if bytes.Contains(res.Stderr, []byte("Permission denied")) {
+				// The scanning user cannot read the image; extraction copies it first, and
+				// the size is not known until then: assume the worst (no tmpfs).
+				return 1<<63 - 1, nil
+			}
+			return 0, fmt.Errorf("listing %s partition of %s: unsquashfs exited %d: %s",
+				p.Role, im.Path, res.ExitCode, proc.LastLines(res.Stderr, 3))
+		}
+		total += sumListing(res.Stdout)
+	}
+	return total, nil
+}
+
+// sumListing adds the size column of the regular files in `unsquashfs -lln` output:
+// "-rw-r--r-- 0/0   1234 2024-01-01 00:00 squashfs-root/etc/passwd".
+func sumListing(out []byte) int64 {
+	var total int64
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "-") {
+			continue
+		}
+		fields := strings.Fields(line)
+		if len(fields) < 3 {
+			continue
+		}
+		if n, err := strconv.ParseInt(fields[2], 10, 64); err == nil && n > 0 {
+			total += n
+		}
+	}
+	return total
+}
+
+// stripSpecialBits clears setuid and setgid bits in the tree. It runs as the tree's owner,
+// so a link swapped in by anyone cannot make it touch a file outside.
+func stripSpecialBits(ctx context.Context, root string, cred *proc.Credential) error {
+	find, err := proc.LookPath("find")
+	if err != nil {
+		return fmt.Errorf("clearing setuid bits: %w", err)
+	}
+	res, err := proc.Run(ctx, proc.Cmd{Path: find, Credential: cred, Env: []string{"LC_ALL=C"},
+		Args: []string{root, "-xdev", "-type", "f", "-perm", "/6000", "-exec", "chmod",
+			"ug-s", "{}", "+"}})
+	if err != nil {
+		return fmt.Errorf("clearing setuid bits in %s: %w", root, err)
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("clearing setuid bits in %s: find exited %d: %s", root,
+			res.ExitCode, proc.LastLines(res.Stderr, 3))
+	}
+	return nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
