@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/scan-gate/scan-gate/gate/finding"
+	"github.com/scan-gate/scan-gate/internal/proc"
 )
 
 // Identity names the scanner and vulnerability database a scan would use now. It is cheap to
@@ -31,9 +32,7 @@ type Target struct {
 }
 
 // Credential is a user and group id to run a child process as.
-type Credential struct {
-	UID, GID uint32
-}
+type Credential = proc.Credential
 
 // Backend scans a directory tree and returns normalized findings.
 type Backend interface {
