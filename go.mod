@@ -6,6 +6,7 @@ require (
 	github.com/BurntSushi/toml v1.6.0
 	github.com/cespare/xxhash/v2 v2.3.0
 	github.com/gofrs/flock v0.13.2
+	github.com/rogpeppe/go-internal v1.16.0
 	github.com/sylabs/sif/v2 v2.24.2
 	golang.org/x/sys v0.49.0
 )
@@ -13,4 +14,5 @@ require (
 require (
 	github.com/google/go-containerregistry v0.22.1 // indirect
 	github.com/google/uuid v1.6.0 // indirect
+	golang.org/x/tools v0.49.0 // indirect
 )
