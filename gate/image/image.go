@@ -174,3 +174,23 @@ func fileType(mode uint32) string {
 	}
 	return "mode " + strconv.FormatUint(uint64(mode), 8)
 }
+
+// ErrChanged is returned when an image file changed while the gate was using it.
+var ErrChanged = errors.New("image changed while it was being checked")
+
+// Unchanged reports an error when the open file's metadata differs from when it was opened:
+// a result made while the image was being rewritten must not be cached for either content.
+func (im *Image) Unchanged() error {
+	if im.file == nil {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(im.file.Fd()), &st); err != nil {
+		return fmt.Errorf("re-checking image %s: %w", im.Path, err)
+	}
+	if now := FileIDOf(&st); now != im.ID {
+		return fmt.Errorf("image %s: %w (size %d -> %d)", im.Path, ErrChanged, im.ID.Size,
+			now.Size)
+	}
+	return nil
+}

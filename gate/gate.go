@@ -1,0 +1,196 @@
+// Package gate decides whether a launch may use an image: it identifies the image by
+// content, recalls a cached scan (or scans, once per image per node), evaluates the policy
+// on every call, and reports one Result for the audit line.
+package gate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/scan-gate/scan-gate/cache"
+	"github.com/scan-gate/scan-gate/gate/extract"
+	"github.com/scan-gate/scan-gate/gate/finding"
+	"github.com/scan-gate/scan-gate/gate/image"
+	"github.com/scan-gate/scan-gate/gate/scanner"
+	"github.com/scan-gate/scan-gate/policy"
+)
+
+// Gate holds what every check needs. It is cheap to build: nothing is read or started until
+// Check runs.
+type Gate struct {
+	Policy *policy.Policy
+	// Node is the node-local cache: read-write for root, read-only for other users.
+	Node *cache.Store
+	// User, when set, is a non-root user's own cache, where that user's scans go. It is
+	// consulted after Node.
+	User    *cache.Store
+	Backend scanner.Backend
+	Extract extract.Options
+	// Now returns the time; tests set it.
+	Now func() time.Time
+	// Background, when set, starts a rescan of an image without waiting for it. It is used
+	// for stale entries and for misses under the allow-and-scan rule.
+	Background func(image string) error
+}
+
+// Request is one image to check and who is launching it.
+type Request struct {
+	Image string
+	Who   policy.Subject
+	// Rescan ignores cached results and scans now (the background rescan uses it).
+	Rescan bool
+}
+
+// Cache outcomes recorded in a Result.
+const (
+	CacheHit   = "hit"
+	CacheStale = "stale"
+	CacheMiss  = "miss"
+	CacheNone  = "none" // no lookup happened (the image could not be read)
+)
+
+// Result is the outcome of one check: the verdict and everything the audit line records.
+type Result struct {
+	Image   string           `json:"image"`
+	Kind    image.Kind       `json:"kind,omitempty"`
+	Key     string           `json:"key,omitempty"`
+	Action  policy.Action    `json:"action"`
+	Verdict policy.Verdict   `json:"verdict"`
+	Message string           `json:"message"`
+	Cache   string           `json:"cache"`
+	Scanner scanner.Identity `json:"scanner"`
+	// Scan is the scan the verdict was made from, when there was one.
+	Scan *finding.Scan `json:"scan,omitempty"`
+	// Error is why no decision could be made; empty otherwise.
+	Error string `json:"error,omitempty"`
+	// HashedBytes counts the image bytes read to compute the key (0 on a stat-index hit).
+	HashedBytes int64     `json:"hashed_bytes"`
+	Durations   Durations `json:"durations_ms"`
+	// Background says a rescan was started in the background.
+	Background bool `json:"background_rescan,omitempty"`
+}
+
+// Durations in milliseconds, per step.
+type Durations struct {
+	Identify float64 `json:"identify"`
+	Wait     float64 `json:"wait,omitempty"`
+	Scan     float64 `json:"scan,omitempty"`
+	Total    float64 `json:"total"`
+}
+
+func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// Check decides one launch. It never returns without a verdict: every failure becomes a
+// "no decision" verdict whose action the policy sets.
+func (g *Gate) Check(ctx context.Context, req Request) Result {
+	start := time.Now()
+	res := Result{Image: req.Image, Cache: CacheNone}
+	who := req.Who
+	who.Image = req.Image
+
+	defer func() { res.Durations.Total = millis(time.Since(start)) }()
+
+	im, err := image.Open(req.Image)
+	if err != nil {
+		g.noDecision(&res, who, errors.Is(err, image.ErrMalformed), err)
+		return res
+	}
+	defer im.Close()
+	res.Kind = im.Kind
+
+	key, hashed, err := g.contentKey(ctx, im)
+	res.HashedBytes = hashed
+	res.Durations.Identify = millis(time.Since(start))
+	if err != nil {
+		g.noDecision(&res, who, errors.Is(err, image.ErrMalformed), err)
+		return res
+	}
+	res.Key = key
+	if im.Unscannable != "" {
+		g.noDecision(&res, who, true, fmt.Errorf("image %s is unscannable: %s", im.Path,
+			im.Unscannable))
+		return res
+	}
+
+	ident, err := g.Backend.Identify(ctx)
+	if err != nil {
+		g.noDecision(&res, who, false, fmt.Errorf("identifying scanner: %w", err))
+		return res
+	}
+	res.Scanner = ident
+	ckey := cache.Key{Content: key, Scanner: g.Backend.Name(), Settings: g.Backend.Settings()}
+
+	scan, err := g.recall(ctx, &res, req, im, ckey, ident)
+	if err != nil {
+		g.noDecision(&res, who, false, err)
+		return res
+	}
+	if scan == nil { // decided without a scan (miss rules)
+		return res
+	}
+	res.Scan = scan
+	res.Verdict = g.Policy.Evaluate(scan, who, g.now())
+	res.Action = res.Verdict.Action
+	res.Message = res.Verdict.Message(req.Image)
+	return res
+}
+
+func (g *Gate) now() time.Time {
+	if g.Now != nil {
+		return g.Now()
+	}
+	return time.Now()
+}
+
+func (g *Gate) noDecision(res *Result, who policy.Subject, unscannable bool, err error) {
+	res.Error = err.Error()
+	res.Verdict = g.Policy.NoDecision(who, unscannable, err.Error())
+	res.Action = res.Verdict.Action
+	res.Message = res.Verdict.Message(res.Image)
+}
+
+// contentKey returns the image's content key, from the stat index when the file is unchanged
+// (reading no image data), else by hashing it.
+func (g *Gate) contentKey(ctx context.Context, im *image.Image) (string, int64, error) {
+	statID := cache.FileID(im.ID)
+	if im.Kind != image.Sandbox {
+		for _, store := range g.stores() {
+			if key, ok := store.LookupStat(im.Path, statID); ok {
+				return key, 0, nil
+			}
+		}
+	}
+	key, n, err := im.Key(ctx)
+	if err != nil {
+		return "", n, err
+	}
+	if im.Kind != image.Sandbox {
+		if store := g.writable(); store != nil {
+			store.RecordStat(im.Path, statID, key) // an index failure only costs a rehash
+		}
+	}
+	return key, n, nil
+}
+
+// stores lists the caches to consult, in order.
+func (g *Gate) stores() []*cache.Store {
+	var out []*cache.Store
+	for _, s := range []*cache.Store{g.Node, g.User} {
+		if s != nil {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// writable is the cache this caller's scans go to: the node cache for root, else the user's.
+func (g *Gate) writable() *cache.Store {
+	for _, s := range g.stores() {
+		if !s.ReadOnly() {
+			return s
+		}
+	}
+	return nil
+}
