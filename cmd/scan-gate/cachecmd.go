@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/scan-gate/scan-gate/cache"
+	"github.com/scan-gate/scan-gate/gate/finding"
+	"github.com/scan-gate/scan-gate/gate/image"
+	"github.com/scan-gate/scan-gate/policy"
+)
+
+type cacheOptions struct {
+	common
+	unused time.Duration
+}
+
+func cacheFlags(fs *flag.FlagSet) *cacheOptions {
+	o := &cacheOptions{}
+	o.register(fs)
+	fs.DurationVar(&o.unused, "unused", 30*24*time.Hour, "with gc: drop entries not used "+
+		"for this `long`")
+	return o
+}
+
+func runCache(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError("want 'scan-gate cache ls|show|gc|purge'")
+	}
+	sub := args[0]
+	fs := newFlagSet("cache", stderr)
+	o := cacheFlags(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	p, err := o.loadPolicy()
+	if err != nil {
+		return err
+	}
+	readOnly := sub == "ls" || sub == "show"
+	store, err := cache.Open(p.CacheDir, cache.Options{ReadOnly: readOnly,
+		TrustedUIDs: []uint32{0, uint32(os.Geteuid())}})
+	if err != nil {
+		return err
+	}
+
+	now := time.Now()
+	switch sub {
+	case "ls":
+		return cacheList(store, p, now, stdout, stderr)
+	case "show":
+		if fs.NArg() != 1 {
+			return usageError("cache show takes one KEY or IMAGE")
+		}
+		return cacheShow(store, p, fs.Arg(0), now, stdout)
+	case "gc":
+		n, err := store.GC(o.unused, now)
+		fmt.Fprintf(stdout, "removed %d entries unused for %s\n", n, o.unused)
+		return err
+	case "purge":
+		n, err := store.Purge()
+		fmt.Fprintf(stdout, "removed %d entries\n", n)
+		return err
+	}
+	return usageError("unknown cache command %q", sub)
+}
+
+func cacheList(store *cache.Store, p *policy.Policy, now time.Time, stdout,
+	stderr io.Writer) error {
+	entries, err := store.List()
+	var skipped *cache.SkippedError
+	if errors.As(err, &skipped) {
+		fmt.Fprintf(stderr, "scan-gate cache: %v\n", err)
+	} else if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "IMAGE\tKEY\tSCANNER\tAGE\tWORST\tVERDICT")
+	for _, e := range entries {
+		v := p.Evaluate(&e.Scan, policy.Subject{Image: e.Image}, now)
+		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\t%s\t%s\n", e.Image, e.Key.Content, e.Key.Scanner,
+			e.Scan.ScannerVersion, now.Sub(e.Scan.ScannedAt).Round(time.Second),
+			finding.Worst(e.Scan.Findings), v.Action)
+	}
+	return tw.Flush()
+}
+
+func cacheShow(store *cache.Store, p *policy.Policy, which string, now time.Time,
+	stdout io.Writer) error {
+	content := which
+	if _, err := os.Stat(which); err == nil {
+		im, err := image.Open(which)
+		if err != nil {
+			return err
+		}
+		content, _, err = im.Key(context.Background())
+		im.Close()
+		if err != nil {
+			return err
+		}
+	}
+	entries, err := store.List()
+	var skipped *cache.SkippedError
+	if err != nil && !errors.As(err, &skipped) {
+		return err
+	}
+	found := 0
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Key.Content, content) || content == "" {
+			continue
+		}
+		found++
+		v := p.Evaluate(&e.Scan, policy.Subject{Image: e.Image}, now)
+		fmt.Fprintf(stdout, "image:    %s\nkey:      %s\nscanner:  %s %s (DB %s)\n"+
+			"scanned:  %s\nos:       %s\nverdict:  %s\n", e.Image, e.Key.Content,
+			e.Key.Scanner, e.Scan.ScannerVersion, e.Scan.DBUpdatedAt.Format(time.DateOnly),
+			e.Scan.ScannedAt.Format(time.RFC3339), e.Scan.OS, v.Action)
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SEVERITY\tID\tPACKAGE\tINSTALLED\tFIXED")
+		for _, f := range e.Scan.Findings {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Severity, f.ID, f.Package, f.Installed,
+				strings.Join(f.FixedVersions, ", "))
+		}
+		tw.Flush()
+		fmt.Fprintln(stdout)
+	}
+	if found == 0 {
+		return fmt.Errorf("no cached scan for %s", which)
+	}
+	return nil
+}

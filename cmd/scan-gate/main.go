@@ -1,0 +1,144 @@
+// Command scan-gate stops jobs from launching container images with known critical
+// vulnerabilities. See `scan-gate help` and the README.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+// Exit statuses. check exits with the action: 0 to proceed, 1 when blocked; a "no decision"
+// exits with whatever action the policy gives it. 2 is only for bad arguments or policy.
+const (
+	exitProceed = 0
+	exitBlocked = 1
+	exitUsage   = 2
+)
+
+const usage = `scan-gate: gate container image launches on vulnerability scans.
+
+Usage:
+  scan-gate check [flags] IMAGE...     decide whether IMAGE(s) may launch
+  scan-gate policy check [FILE]        print the effective policy and its digest
+  scan-gate cache ls|show|gc|purge     inspect and maintain the scan cache
+  scan-gate version                    print versions of scan-gate, scanner and DB
+  scan-gate help [COMMAND]             show help
+
+An IMAGE is a SIF file, a bare squashfs file or a sandbox directory.
+
+Exit status of check: 0 the launch may proceed (allow, warn, audit); 1 it is blocked;
+when no decision could be made (scanner error, timeout, unscannable, malformed or missing
+image) the status follows the action the policy's [on] table gives it; 2 means bad
+arguments or a bad policy file.
+
+The policy is read from /etc/scan-gate/policy.toml unless --policy names another file;
+with no file at the default path, built-in defaults apply (enforce, block critical,
+no decision = block). Run 'scan-gate help check' for the check flags.
+`
+
+// errUsage marks errors that exit with status 2.
+var errUsage = errors.New("usage")
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	cmd, rest := args[0], args[1:]
+	var err error
+	status := exitProceed
+	switch cmd {
+	case "check":
+		status, err = runCheck(rest, stdout, stderr, false)
+	case "rescan":
+		// Internal: the background rescan of a stale or missing result.
+		status, err = runCheck(rest, stdout, stderr, true)
+	case "policy":
+		err = runPolicy(rest, stdout, stderr)
+	case "cache":
+		err = runCache(rest, stdout, stderr)
+	case "version", "--version":
+		err = runVersion(rest, stdout, stderr)
+	case "help", "-h", "--help":
+		return runHelp(rest, stdout)
+	default:
+		fmt.Fprintf(stderr, "scan-gate: unknown command %q\n\n%s", cmd, usage)
+		return exitUsage
+	}
+	if err == nil {
+		return status
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return exitProceed
+	}
+	fmt.Fprintf(stderr, "scan-gate %s: %v\n", cmd, err)
+	if errors.Is(err, errUsage) {
+		return exitUsage
+	}
+	if status == exitProceed {
+		status = exitBlocked
+	}
+	return status
+}
+
+func runHelp(args []string, stdout io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stdout, usage)
+		return exitProceed
+	}
+	fs := newFlagSet(args[0], stdout)
+	switch args[0] {
+	case "check":
+		checkFlags(fs)
+	case "cache":
+		cacheFlags(fs)
+	}
+	fs.Usage()
+	return exitProceed
+}
+
+// usageError wraps a message as an exit-2 error.
+func usageError(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+}
+
+func newFlagSet(name string, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprintf(out, "%s\nFlags of %s:\n", commandHelp[name], name)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+var commandHelp = map[string]string{
+	"check": `Usage: scan-gate check [flags] IMAGE...
+
+Decides whether the images may launch. With several images the strictest action wins.
+A blocked image prints one message on stderr naming the image, its findings and the next
+step. One audit line per image is appended to the audit log.`,
+	"rescan": `Usage: scan-gate rescan [flags] IMAGE
+
+Scans IMAGE now, ignoring cached results, and stores the result (used for background
+rescans).`,
+	"policy": `Usage: scan-gate policy check [FILE]
+
+Validates the policy (default: --policy or /etc/scan-gate/policy.toml) and prints the
+effective policy, every default filled in, and its digest.`,
+	"cache": `Usage: scan-gate cache ls | show KEY|IMAGE | gc [--unused DURATION] | purge
+
+ls lists cached scans with the verdict the current policy gives them; show prints the
+findings of one; gc drops entries unused for a while; purge drops all entries. Lock files
+are never removed.`,
+	"version": `Usage: scan-gate version
+
+Prints the version of scan-gate and of the scanner and vulnerability DB it would use.`,
+}
