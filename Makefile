@@ -9,7 +9,8 @@ PREFIX    ?= /usr/local
 # The scanner the tests and the demo drive: a real trivy, built from the Go module proxy
 # with its version stamped in (a plain `go install` reports "dev").
 TRIVY_VERSION := 0.74.0
-TRIVY         ?= $(GOBIN)/trivy
+# /usr/local/bin, not root's GOPATH: the unprivileged scanning user must be able to run it.
+TRIVY         ?= /usr/local/bin/trivy
 
 # The demo keeps everything under one directory the unprivileged scanning user can reach.
 DEMO_DIR  ?= /var/tmp/scan-gate-demo
@@ -22,7 +23,7 @@ all: build
 
 help:
 	@echo "make build    build bin/scan-gate"
-	@echo "make tools    install trivy $(TRIVY_VERSION) into $(GOBIN) if it is not there"
+	@echo "make tools    install trivy $(TRIVY_VERSION) as $(TRIVY) if it is not there"
 	@echo "make demo     (as root) gate two real SIF images with a real trivy"
 	@echo "make test     vet, then every test with the race detector and real tools"
 	@echo "make lint     gofmt, vet, go mod tidy -diff"
@@ -35,10 +36,11 @@ build:
 tools:
 	@if [ -x "$(TRIVY)" ] && "$(TRIVY)" --version 2>/dev/null | grep -q "Version: $(TRIVY_VERSION)"; \
 	then echo "trivy $(TRIVY_VERSION) at $(TRIVY)"; \
-	else echo "building trivy $(TRIVY_VERSION) (a few minutes the first time)"; \
+	else echo "building trivy $(TRIVY_VERSION) (several minutes the first time)"; \
 	  GOEXPERIMENT=jsonv2 GOBIN=$(GOBIN) $(GO) install \
 	    -ldflags "-X github.com/aquasecurity/trivy/pkg/version/app.ver=$(TRIVY_VERSION)" \
-	    github.com/aquasecurity/trivy/cmd/trivy@v$(TRIVY_VERSION); fi
+	    github.com/aquasecurity/trivy/cmd/trivy@v$(TRIVY_VERSION) && \
+	  install -D -m 0755 $(GOBIN)/trivy $(TRIVY); fi
 	@command -v unsquashfs >/dev/null || { echo "install squashfs-tools"; exit 1; }
 
 # A fixture vulnerability DB with real public Debian 12 advisories.
@@ -66,6 +68,7 @@ demo: build tools
 	@cat $(DEMO_DIR)/audit.jsonl
 
 test:
+	cd testdata/trivydb && $(GO) mod download
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 	cd testdata/trivydb && $(GO) vet ./...

@@ -84,9 +84,9 @@ func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // Check decides one launch. It never returns without a verdict: every failure becomes a
 // "no decision" verdict whose action the policy sets.
-func (g *Gate) Check(ctx context.Context, req Request) Result {
+func (g *Gate) Check(ctx context.Context, req Request) (res Result) {
 	start := time.Now()
-	res := Result{Image: req.Image, Cache: CacheNone}
+	res = Result{Image: req.Image, Cache: CacheNone}
 	who := req.Who
 	who.Image = req.Image
 

@@ -38,7 +38,7 @@ func runCache(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("cache", stderr)
 	o := cacheFlags(fs)
 	if err := fs.Parse(args[1:]); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
+		return badConfig(err)
 	}
 	p, err := o.loadPolicy()
 	if err != nil {

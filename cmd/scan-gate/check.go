@@ -60,7 +60,7 @@ func runCheck(args []string, stdout, stderr io.Writer, rescan bool) (int, error)
 	fs := newFlagSet(name, stderr)
 	o := checkFlags(fs)
 	if err := fs.Parse(args); err != nil {
-		return exitUsage, fmt.Errorf("%w: %w", errUsage, err)
+		return exitUsage, badConfig(err)
 	}
 	images := fs.Args()
 	if len(images) == 0 {

@@ -39,8 +39,11 @@ with no file at the default path, built-in defaults apply (enforce, block critic
 no decision = block). Run 'scan-gate help check' for the check flags.
 `
 
-// errUsage marks errors that exit with status 2.
-var errUsage = errors.New("usage")
+// usageErr marks errors that exit with status 2: bad arguments or a bad policy.
+type usageErr struct{ error }
+
+func (e usageErr) Unwrap() error { return e.error }
+
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -79,7 +82,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitProceed
 	}
 	fmt.Fprintf(stderr, "scan-gate %s: %v\n", cmd, err)
-	if errors.Is(err, errUsage) {
+	if errors.As(err, new(usageErr)) {
 		return exitUsage
 	}
 	if status == exitProceed {
@@ -106,8 +109,11 @@ func runHelp(args []string, stdout io.Writer) int {
 
 // usageError wraps a message as an exit-2 error.
 func usageError(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+	return usageErr{fmt.Errorf(format, args...)}
 }
+
+// badConfig marks err (a policy or flag error) as an exit-2 error without changing its text.
+func badConfig(err error) error { return usageErr{err} }
 
 func newFlagSet(name string, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)

@@ -13,7 +13,7 @@ func runPolicy(args []string, stdout, stderr io.Writer) error {
 	var c common
 	c.register(fs)
 	if err := fs.Parse(args[1:]); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
+		return badConfig(err)
 	}
 	switch fs.NArg() {
 	case 0:

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -43,7 +42,7 @@ func (c *common) loadPolicy() (*policy.Policy, error) {
 	}
 	p, err := policy.Load(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errUsage, err)
+		return nil, badConfig(err)
 	}
 	c.applyOverrides(p)
 	return p, nil

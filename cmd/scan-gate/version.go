@@ -28,7 +28,7 @@ func runVersion(args []string, stdout, stderr io.Writer) error {
 	var c common
 	c.register(fs)
 	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
+		return badConfig(err)
 	}
 	fmt.Fprintf(stdout, "scan-gate %s\n", buildVersion())
 	p, err := c.loadPolicy()
