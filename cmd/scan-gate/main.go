@@ -44,7 +44,6 @@ type usageErr struct{ error }
 
 func (e usageErr) Unwrap() error { return e.error }
 
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
