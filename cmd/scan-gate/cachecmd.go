@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -85,9 +86,12 @@ func cacheList(store *cache.Store, p *policy.Policy, now time.Time, stdout,
 	fmt.Fprintln(tw, "IMAGE\tKEY\tSCANNER\tAGE\tWORST\tVERDICT")
 	for _, e := range entries {
 		v := p.Evaluate(&e.Scan, policy.Subject{Image: e.Image}, now)
+		worst := "none"
+		if len(e.Scan.Findings) > 0 {
+			worst = finding.Worst(e.Scan.Findings).String()
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\t%s\t%s\n", e.Image, e.Key.Content, e.Key.Scanner,
-			e.Scan.ScannerVersion, now.Sub(e.Scan.ScannedAt).Round(time.Second),
-			finding.Worst(e.Scan.Findings), v.Action)
+			e.Scan.ScannerVersion, now.Sub(e.Scan.ScannedAt).Round(time.Second), worst, v.Action)
 	}
 	return tw.Flush()
 }
@@ -124,7 +128,9 @@ func cacheShow(store *cache.Store, p *policy.Policy, which string, now time.Time
 			e.Scan.ScannedAt.Format(time.RFC3339), e.Scan.OS, v.Action)
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SEVERITY\tID\tPACKAGE\tINSTALLED\tFIXED")
-		for _, f := range e.Scan.Findings {
+		findings := slices.Clone(e.Scan.Findings)
+		finding.Sort(findings)
+		for _, f := range findings {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Severity, f.ID, f.Package, f.Installed,
 				strings.Join(f.FixedVersions, ", "))
 		}

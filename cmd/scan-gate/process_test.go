@@ -160,3 +160,109 @@ func TestKilledCheckIsRecovered(t *testing.T) {
 		t.Errorf("scanner ran %d times, want 2 (killed, then again)", runs)
 	}
 }
+
+// TestTerminatedCheckCleansUp sends SIGTERM and SIGINT to checks while they scan: each
+// stops with a no-decision verdict, leaves no scratch behind and caches nothing.
+func TestTerminatedCheckCleansUp(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			f := newProcessFixture(t)
+			cmd := f.check(f.image)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(2 * time.Minute)
+			for f.scannerRuns(t) == 0 {
+				if time.Now().After(deadline) {
+					cmd.Process.Kill()
+					t.Fatal("the scanner never started")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			cmd.Process.Signal(sig)
+			err := cmd.Wait()
+
+			var exitErr *exec.ExitError
+			if !errors.As(err, &exitErr) || exitErr.ExitCode() != exitBlocked {
+				t.Fatalf("after %v: %v, stderr %q", sig, err, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), "no decision could be made") {
+				t.Errorf("stderr %q does not say no decision was made", stderr.String())
+			}
+			if left, _ := os.ReadDir(filepath.Join(f.dir, "scratch")); len(left) != 0 {
+				t.Errorf("scratch left behind: %v", left)
+			}
+			out, _ := f.check("--json", f.image).Output()
+			if !bytes.Contains(out, []byte(`"cache": "miss"`)) {
+				t.Errorf("an interrupted scan was cached:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestUnprivilegedUser runs the gate as an ordinary user: it reads the node cache, which
+// root filled, and scans what is missing into the user's own cache, leaving the node cache
+// untouched. A root-run gate never reads the user's cache.
+func TestUnprivilegedUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a check as another user")
+	}
+	f := newProcessFixture(t)
+
+	// A copy of the test binary the user can run, named like the command.
+	bin := filepath.Join(f.dir, "bin")
+	os.Mkdir(bin, 0o755)
+	self := filepath.Join(bin, "scan-gate")
+	if out, err := exec.Command("cp", f.self, self).CombinedOutput(); err != nil {
+		t.Fatalf("copying the binary: %v %s", err, out)
+	}
+	home := filepath.Join(f.dir, "home")
+	os.Mkdir(home, 0o755)
+	os.Chown(home, 65534, 65534)
+	os.Chmod(f.dir, 0o755)
+
+	// Root fills the node cache with the vulnerable image's scan.
+	if err := f.check(f.image).Run(); err == nil {
+		t.Fatal("root's check of the vulnerable image proceeded")
+	}
+	patched := filepath.Join(f.dir, "patched.sif")
+	if err := testimage.Build(t.Context(), patched, testimage.Patched); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(patched, 0o644)
+
+	asUser := func(args ...string) ([]byte, error) {
+		cmd := exec.Command(self, append([]string{"check", "--policy", f.policy, "--json",
+			"--audit-log", "-"}, args...)...)
+		cmd.Dir = home
+		cmd.Env = []string{"HOME=" + home, "PATH=/usr/bin:/bin"}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{
+			Uid: 65534, Gid: 65534, Groups: []uint32{}}}
+		return cmd.Output()
+	}
+
+	out, err := asUser(f.image)
+	if !bytes.Contains(out, []byte(`"cache": "hit"`)) || err == nil {
+		t.Fatalf("user's check of a root-cached image: %v\n%s", err, out)
+	}
+	out, err = asUser(patched)
+	if err != nil || !bytes.Contains(out, []byte(`"cache": "miss"`)) {
+		t.Fatalf("user's check of an uncached image: %v\n%s", err, out)
+	}
+	userEntries, _ := filepath.Glob(filepath.Join(home, ".cache/scan-gate/entries/*"))
+	if len(userEntries) != 1 {
+		t.Fatalf("user cache holds %v, want the one scan", userEntries)
+	}
+	out, _ = asUser(patched)
+	if !bytes.Contains(out, []byte(`"cache": "hit"`)) {
+		t.Fatalf("user's second check did not hit the user cache:\n%s", out)
+	}
+
+	// Root does not trust the user's scan: it scans itself.
+	out, _ = f.check("--json", patched).Output()
+	if !bytes.Contains(out, []byte(`"cache": "miss"`)) {
+		t.Fatalf("root's check used a result it did not make:\n%s", out)
+	}
+}
