@@ -8,12 +8,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 )
 
 // SafePath is the PATH children get, and where tools are looked for when the gate's own PATH
@@ -24,6 +24,10 @@ const SafePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 // otherwise PATH is searched, then SafePath.
 func LookPath(name string) (string, error) {
 	if strings.Contains(name, "/") {
+		if fi, err := os.Stat(name); err != nil || !fi.Mode().IsRegular() ||
+			fi.Mode()&0o111 == 0 {
+			return "", fmt.Errorf("finding %s: not an executable file", name)
+		}
 		return filepath.Abs(name)
 	}
 	if p, err := exec.LookPath(name); err == nil {
@@ -56,8 +60,9 @@ type Cmd struct {
 	ExtraFiles []*os.File
 	// Stdout, when set, receives standard output instead of the result buffer.
 	Stdout *os.File
-	// WaitDelay bounds the wait for output after the child is killed.
-	WaitDelay time.Duration
+	// Stderr, when set, receives standard error instead of the result buffer, for callers
+	// that read a long log as it is written.
+	Stderr io.Writer
 }
 
 // Result is what a finished child left.
@@ -88,6 +93,9 @@ func Run(ctx context.Context, c Cmd) (Result, error) {
 		cmd.Stdout = c.Stdout
 	}
 	cmd.Stderr = &limitedBuffer{buf: &stderr, max: 64 << 10}
+	if c.Stderr != nil {
+		cmd.Stderr = c.Stderr
+	}
 
 	if err := cmd.Start(); err != nil {
 		return Result{}, fmt.Errorf("starting %s: %w", filepath.Base(c.Path), err)

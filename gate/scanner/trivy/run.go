@@ -5,17 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/scan-gate/scan-gate/gate/scanner"
+	"github.com/scan-gate/scan-gate/internal/proc"
 )
-
-// waitDelay bounds how long Wait keeps reading stderr after the process group was killed.
-const waitDelay = 2 * time.Second
 
 // process is one trivy invocation.
 type process struct {
@@ -30,34 +26,19 @@ type process struct {
 // and returns what it wrote to stderr. A non-zero exit is an error carrying stderr's tail.
 func (p process) run(ctx context.Context) (*stderrLog, error) {
 	log := &stderrLog{}
-	cmd := exec.CommandContext(ctx, p.binary, p.args...)
-	cmd.Dir = p.dir
-	cmd.Env = p.env
-	cmd.Stderr = log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if p.cred != nil {
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: p.cred.UID, Gid: p.cred.GID}
-	}
-	cmd.Cancel = func() error {
-		// The group id is the child's pid (Setpgid); the minus sign names the group.
-		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
-	cmd.WaitDelay = waitDelay
-
 	start := time.Now()
-	err := cmd.Run()
+	res, err := proc.Run(ctx, proc.Cmd{Path: p.binary, Args: p.args, Dir: p.dir, Env: p.env,
+		Credential: p.cred, Stderr: log})
 	log.flush()
-	if ctx.Err() != nil {
+	switch {
+	case errors.Is(err, proc.ErrKilled):
 		return log, fmt.Errorf("running trivy: killed after %s: %w",
 			time.Since(start).Round(time.Millisecond), context.Cause(ctx))
-	}
-
-	var exitErr *exec.ExitError
-	if errors.As(err, &exitErr) {
-		return log, fmt.Errorf("running trivy: %w; stderr ends:\n%s", err, log.tail())
-	}
-	if err != nil {
+	case err != nil:
 		return log, fmt.Errorf("running %s: %w", p.binary, err)
+	case res.ExitCode != 0:
+		return log, fmt.Errorf("running trivy: exit status %d; stderr ends:\n%s",
+			res.ExitCode, log.tail())
 	}
 	return log, nil
 }

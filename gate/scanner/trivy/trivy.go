@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/scan-gate/scan-gate/gate/finding"
 	"github.com/scan-gate/scan-gate/gate/scanner"
+	"github.com/scan-gate/scan-gate/internal/proc"
 )
 
 // Name is the backend's name in cache keys and audit lines.
@@ -41,11 +41,6 @@ const (
 	// group is killed.
 	killGrace = 10 * time.Second
 )
-
-// commonBinDirs are searched for the binary when PATH is empty, as it is in a Slurm prolog.
-var commonBinDirs = []string{
-	"/usr/local/bin", "/usr/bin", "/bin", "/usr/local/sbin", "/usr/sbin", "/sbin",
-}
 
 // ownedFlags are the flags the backend sets itself; ExtraArgs may not change them.
 var ownedFlags = []string{
@@ -114,29 +109,11 @@ func New(cfg Config) (*Backend, error) {
 	if cfg.Path == "" {
 		cfg.Path = "trivy"
 	}
-	path, err := resolveBinary(cfg.Path)
+	path, err := proc.LookPath(cfg.Path)
 	if err != nil {
 		return nil, fmt.Errorf("trivy: %w", err)
 	}
 	return &Backend{cfg: cfg, path: path}, nil
-}
-
-// resolveBinary finds name as exec would, falling back to commonBinDirs when PATH is empty.
-func resolveBinary(name string) (string, error) {
-	if strings.Contains(name, "/") || os.Getenv("PATH") != "" {
-		path, err := exec.LookPath(name)
-		if err != nil {
-			return "", fmt.Errorf("finding the binary: %w", err)
-		}
-		return filepath.Abs(path)
-	}
-	for _, dir := range commonBinDirs {
-		if path, err := exec.LookPath(filepath.Join(dir, name)); err == nil {
-			return path, nil
-		}
-	}
-	return "", fmt.Errorf("finding the binary: %q not in %s (PATH is empty)",
-		name, strings.Join(commonBinDirs, ", "))
 }
 
 // Name returns "trivy".
