@@ -36,8 +36,13 @@ type Partition struct {
 
 // Image is an opened image.
 type Image struct {
+	// Path is the image as it was named.
 	Path string
-	Kind Kind
+	// Resolved is the absolute path of what was opened, with every symbolic link and ".."
+	// resolved. Policy globs match it, the audit log records it, and a sandbox is read
+	// through it.
+	Resolved string
+	Kind     Kind
 	// ID identifies the file (or sandbox directory) by its metadata, for the stat index.
 	ID FileID
 	// Partitions lists what the runtime mounts, primary first. Empty for a sandbox.
@@ -94,21 +99,26 @@ func Open(path string) (*Image, error) {
 	if err := unix.Fstat(pathFD, &st); err != nil {
 		return nil, fmt.Errorf("inspecting image %s: %w", path, err)
 	}
+	fdPath := "/proc/self/fd/" + strconv.Itoa(pathFD)
+	resolved, err := os.Readlink(fdPath)
+	if err != nil {
+		return nil, fmt.Errorf("resolving image path %s: %w", path, err)
+	}
 
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
-		return openSandbox(path, &st)
+		return &Image{Path: path, Resolved: resolved, Kind: Sandbox, ID: FileIDOf(&st)}, nil
 	case unix.S_IFREG:
 	default:
 		return nil, fmt.Errorf("image %s: %w (%s)", path, ErrNotRegular, fileType(st.Mode))
 	}
 
 	// Reopen the very inode we inspected, now for reading.
-	file, err := os.OpenFile("/proc/self/fd/"+strconv.Itoa(pathFD), os.O_RDONLY, 0)
+	file, err := os.OpenFile(fdPath, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("opening image %s for reading: %w", path, err)
 	}
-	im := &Image{Path: path, ID: FileIDOf(&st), file: file}
+	im := &Image{Path: path, Resolved: resolved, ID: FileIDOf(&st), file: file}
 	if err := im.identifyFormat(); err != nil {
 		file.Close()
 		return nil, err
@@ -154,7 +164,7 @@ func (im *Image) identifyFormat() error {
 		im.Kind = Squashfs
 		im.Partitions = []Partition{{Offset: 0, Size: im.ID.Size, FS: "squashfs",
 			Role: "primary"}}
-		return nil
+		return im.checkSquashfs(im.Partitions[0])
 	}
 	return fmt.Errorf("image %s: %w", im.Path, ErrNotImage)
 }

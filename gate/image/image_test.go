@@ -3,8 +3,10 @@ package image
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -260,4 +262,86 @@ func twoPrimaries(t *testing.T, data []byte) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+func TestResolvedPath(t *testing.T) {
+	data := squashfsData(t)
+	real := writeSIF(t, testimage.PrimaryPartition(data))
+	dir := t.TempDir()
+	link := filepath.Join(dir, "link.sif")
+	os.Symlink(real, link)
+	os.Mkdir(filepath.Join(dir, "sub"), 0o755)
+	for _, path := range []string{link, filepath.Join(dir, "sub", "..", "link.sif")} {
+		im, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		im.Close()
+		if im.Resolved != real {
+			t.Errorf("Open(%s).Resolved = %s, want %s", path, im.Resolved, real)
+		}
+	}
+}
+
+// TestPartitionMustHoldSquashfs refuses partitions whose squashfs reaches past them: the
+// key would cover less than unsquashfs reads.
+func TestPartitionMustHoldSquashfs(t *testing.T) {
+	data := squashfsData(t)
+	tests := []struct {
+		name string
+		data []byte
+		text string
+	}{
+		{"tiny partition", data[:50], "too small for a squashfs superblock"},
+		{"cut partition", data[:binary.LittleEndian.Uint64(data[40:])-1],
+			"but its partition has only"},
+		{"not squashfs", bytes.Repeat([]byte{1}, 4096), "has no squashfs magic"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeSIF(t, testimage.PrimaryPartition(tt.data))
+			im, err := Open(path)
+			if err == nil {
+				im.Close()
+				t.Fatal("Open succeeded")
+			}
+			if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), tt.text) {
+				t.Fatalf("Open = %v, want ErrMalformed saying %q", err, tt.text)
+			}
+		})
+	}
+}
+
+func TestSecretKeys(t *testing.T) {
+	path := writeSIF(t, testimage.PrimaryPartition(squashfsData(t)))
+	im, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Close()
+	ctx := context.Background()
+	plain, _, _ := im.Key(ctx)
+	a1, _, _ := im.KeyWith(ctx, []byte("node secret A"))
+	a2, _, _ := im.KeyWith(ctx, []byte("node secret A"))
+	b, _, _ := im.KeyWith(ctx, []byte("node secret B"))
+	if a1 != a2 || len(a1) != 32 {
+		t.Fatalf("keyed keys %q and %q: want equal 128-bit keys", a1, a2)
+	}
+	if a1 == b || a1[:16] == plain {
+		t.Fatalf("the secret does not change the key: %s %s %s", plain, a1, b)
+	}
+}
+
+func TestSandboxCopiesDiffer(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	if err := testimage.WriteRootfs(a, testimage.Patched); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "-a", a, b).CombinedOutput(); err != nil {
+		t.Fatalf("cp -a: %v %s", err, out)
+	}
+	if mustKey(t, a) == mustKey(t, b) {
+		t.Fatal("two sandbox directories share a key")
+	}
 }

@@ -2,6 +2,7 @@ package image
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -17,27 +18,66 @@ import (
 // hashBufferSize is large enough that hashing runs at the speed of the disk.
 const hashBufferSize = 1 << 20
 
-// Key computes the content key: xxhash64 over what the runtime mounts. For a SIF that is
+// Key computes the content key with no secret; see KeyWith. Use it only where keys are
+// shown, never where a key decides which cached scan applies.
+func (im *Image) Key(ctx context.Context) (key string, bytesRead int64, err error) {
+	return im.KeyWith(ctx, nil)
+}
+
+// KeyWith computes the content key: xxhash64 over what the runtime mounts. For a SIF that is
 // each mounted partition's type and data, never the signature objects or the header, so
 // signing an image does not change its key. For a bare squashfs it is the whole file. For a
-// sandbox directory it is every entry's path, type, mode, size, link target and change
-// times, so that a change to any file changes the key without reading file contents.
+// sandbox directory it is every entry's path, identity (device, inode), type, mode, size,
+// link target and change times, so that a change to any file changes the key without
+// reading file contents.
 //
-// It returns the key and the number of image bytes it read.
-func (im *Image) Key(ctx context.Context) (key string, bytesRead int64, err error) {
-	digest := xxhash.New()
+// xxhash is fast, not collision resistant: whoever knows how a key is computed can build
+// two images with one key and have the clean one's verdict applied to the other. The
+// secret closes that: the key is two xxhash64 digests seeded from it (128 bits), which no
+// one without the secret can aim at. It returns the key and the number of image bytes read.
+func (im *Image) KeyWith(ctx context.Context, secret []byte) (key string, bytesRead int64,
+	err error) {
+	seedA, seedB := seeds(secret)
+	digests := pair{xxhash.NewWithSeed(seedA), xxhash.NewWithSeed(seedB)}
 	if im.Kind == Sandbox {
-		err = hashTree(ctx, im.Path, digest)
+		err = hashTree(ctx, im.Resolved, digests)
 	} else {
-		bytesRead, err = im.hashPartitions(ctx, digest)
+		bytesRead, err = im.hashPartitions(ctx, digests)
 	}
 	if err != nil {
 		return "", bytesRead, err
 	}
-	return fmt.Sprintf("%016x", digest.Sum64()), bytesRead, nil
+	if secret == nil {
+		return fmt.Sprintf("%016x", digests[0].Sum64()), bytesRead, nil
+	}
+	return fmt.Sprintf("%016x%016x", digests[0].Sum64(), digests[1].Sum64()), bytesRead, nil
 }
 
-func (im *Image) hashPartitions(ctx context.Context, digest *xxhash.Digest) (int64, error) {
+// seeds derives two xxhash seeds from the secret; no secret gives seed 0 (plain xxhash64).
+func seeds(secret []byte) (uint64, uint64) {
+	if secret == nil {
+		return 0, 0
+	}
+	sum := sha256.Sum256(secret)
+	return binary.LittleEndian.Uint64(sum[0:8]), binary.LittleEndian.Uint64(sum[8:16])
+}
+
+// pair writes to two digests at once.
+type pair [2]*xxhash.Digest
+
+func (p pair) Write(b []byte) (int, error) {
+	p[0].Write(b)
+	p[1].Write(b)
+	return len(b), nil
+}
+
+func (p pair) WriteString(s string) (int, error) {
+	p[0].WriteString(s)
+	p[1].WriteString(s)
+	return len(s), nil
+}
+
+func (im *Image) hashPartitions(ctx context.Context, digest pair) (int64, error) {
 	buf := make([]byte, hashBufferSize)
 	var total int64
 	fmt.Fprintf(digest, "scan-gate image v1 %s\n", im.Kind)
@@ -78,9 +118,9 @@ func copyWithContext(ctx context.Context, dst io.Writer, src io.Reader, buf []by
 	}
 }
 
-func hashTree(ctx context.Context, root string, digest *xxhash.Digest) error {
-	fmt.Fprintf(digest, "scan-gate sandbox v1\n")
-	var record [8 * 4]byte
+func hashTree(ctx context.Context, root string, digest pair) error {
+	fmt.Fprintf(digest, "scan-gate sandbox v2\n")
+	var record [8 * 6]byte
 	return filepath.WalkDir(root, func(path string, d fs.DirEntry, walkErr error) error {
 		if walkErr != nil {
 			return fmt.Errorf("walking sandbox %s: %w", root, walkErr)
@@ -100,6 +140,10 @@ func hashTree(ctx context.Context, root string, digest *xxhash.Digest) error {
 		le.PutUint64(record[8:], uint64(st.Size))
 		le.PutUint64(record[16:], uint64(st.Mtim.Nano()))
 		le.PutUint64(record[24:], uint64(st.Ctim.Nano()))
+		// The inode makes two directories with equal metadata differ, and a file replaced by
+		// another differ from itself.
+		le.PutUint64(record[32:], st.Dev)
+		le.PutUint64(record[40:], st.Ino)
 		digest.Write(record[:])
 		if d.Type()&fs.ModeSymlink != 0 {
 			target, err := os.Readlink(path)
@@ -111,8 +155,4 @@ func hashTree(ctx context.Context, root string, digest *xxhash.Digest) error {
 		digest.WriteString("\n")
 		return nil
 	})
-}
-
-func openSandbox(path string, st *unix.Stat_t) (*Image, error) {
-	return &Image{Path: path, Kind: Sandbox, ID: FileIDOf(st)}, nil
 }

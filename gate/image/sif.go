@@ -84,6 +84,9 @@ func (im *Image) readSIF() error {
 	for _, p := range im.Partitions {
 		switch p.FS {
 		case "squashfs":
+			if err := im.checkSquashfs(p); err != nil {
+				return err
+			}
 		case "encrypted-squashfs":
 			im.Unscannable = fmt.Sprintf("%s partition is encrypted: its contents cannot "+
 				"be read without the key", p.Role)
