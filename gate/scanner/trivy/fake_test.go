@@ -49,7 +49,8 @@ func metadataOnlyDB(t *testing.T, updated string) string {
 }
 
 func TestScanRefusesBadRuns(t *testing.T) {
-	const good = `{"SchemaVersion":2,"Results":[]}`
+	const good = `{"SchemaVersion":2,"Metadata":{"OS":{"Family":"debian","Name":"12.5"}},` +
+		`"Results":[]}`
 	t.Setenv("TRIVY_LEAKED", "caller's secret")
 	tests := []struct {
 		name, body, wantErr string

@@ -38,8 +38,10 @@ var packageDBs = []string{
 	"usr/lib/sysimage/rpm/rpmdb.sqlite",
 }
 
-// findPackageDB returns the first package database present in the tree, or "". Like Trivy's
-// walker it follows no symbolic links: a path through one is not there.
+// findPackageDB returns the first package database present in the tree, or "". Trivy's
+// walker follows no symbolic links, so a database reached through one, or one that is not a
+// regular file or directory (a FIFO, a device), would be silently skipped: that is an error
+// wrapping scanner.ErrIncomplete, not an absent database.
 func findPackageDB(root string) (string, error) {
 	for _, name := range packageDBs {
 		present, err := presentNoLinks(root, name)
@@ -53,7 +55,8 @@ func findPackageDB(root string) (string, error) {
 	return "", nil
 }
 
-// presentNoLinks reports whether root/rel exists with no symbolic link on the way.
+// presentNoLinks reports whether root/rel exists with no symbolic link on the way. A link
+// or a special file on the way is an error: the runtime would follow it, Trivy would not.
 func presentNoLinks(root, rel string) (bool, error) {
 	path := root
 	for part := range strings.SplitSeq(rel, "/") {
@@ -65,10 +68,23 @@ func presentNoLinks(root, rel string) (bool, error) {
 		case err != nil:
 			return false, fmt.Errorf("looking for %s in %s: %w", rel, root, err)
 		case info.Mode()&fs.ModeSymlink != 0:
-			return false, nil
+			return false, fmt.Errorf("the package database path %s goes through a symbolic "+
+				"link at %s, which trivy does not follow: %w", rel, relTo(root, path),
+				scanner.ErrIncomplete)
+		case !info.Mode().IsRegular() && !info.IsDir():
+			return false, fmt.Errorf("%s in the image is %v, not a file trivy can read: %w",
+				relTo(root, path), info.Mode().Type(), scanner.ErrIncomplete)
 		}
 	}
 	return true, nil
+}
+
+func relTo(root, path string) string {
+	rel, err := filepath.Rel(root, path)
+	if err != nil {
+		return path
+	}
+	return rel
 }
 
 // checkBlindSpots compares what Trivy reported with what the tree holds.
@@ -81,6 +97,12 @@ func checkBlindSpots(rep *report, root string, log *stderrLog) error {
 	pkgDB, err := findPackageDB(root)
 	if err != nil {
 		return err
+	}
+	if pkgDB == "" && rep.osName() == "" {
+		// Nothing tells what is installed: the image's OS packages cannot be checked.
+		return fmt.Errorf("trivy detected no operating system and the image has no package "+
+			"database it can read: its installed software cannot be checked: %w",
+			scanner.ErrIncomplete)
 	}
 	if pkgDB != "" && !rep.hasOSPackages() {
 		detected := rep.osName()

@@ -13,38 +13,58 @@ import (
 
 func TestFindPackageDB(t *testing.T) {
 	tests := []struct {
-		name  string
-		setup func(t *testing.T, root string)
-		want  string
+		name    string
+		setup   func(t *testing.T, root string)
+		want    string
+		wantErr string
 	}{
-		{"none", func(t *testing.T, root string) {}, ""},
+		{"none", func(t *testing.T, root string) {}, "", ""},
 		{"dpkg", func(t *testing.T, root string) {
 			writeFile(t, root, "var/lib/dpkg/status", "")
-		}, "var/lib/dpkg/status"},
+		}, "var/lib/dpkg/status", ""},
 		{"distroless", func(t *testing.T, root string) {
 			writeFile(t, root, "var/lib/dpkg/status.d/base", "")
-		}, "var/lib/dpkg/status.d"},
+		}, "var/lib/dpkg/status.d", ""},
 		{"apk", func(t *testing.T, root string) {
 			writeFile(t, root, "lib/apk/db/installed", "")
-		}, "lib/apk/db/installed"},
+		}, "lib/apk/db/installed", ""},
 		{"rpm sqlite", func(t *testing.T, root string) {
 			writeFile(t, root, "usr/lib/sysimage/rpm/rpmdb.sqlite", "")
-		}, "usr/lib/sysimage/rpm/rpmdb.sqlite"},
+		}, "usr/lib/sysimage/rpm/rpmdb.sqlite", ""},
 		{"status is a dir component", func(t *testing.T, root string) {
 			writeFile(t, root, "var/lib/dpkg", "not a dir")
-		}, ""},
+		}, "", ""},
 		{"through a link out of the tree", func(t *testing.T, root string) {
 			outside := t.TempDir()
 			writeFile(t, outside, "dpkg/status", "")
 			mkdir(t, root, "var/lib")
 			symlink(t, filepath.Join(outside, "dpkg"), filepath.Join(root, "var/lib/dpkg"))
-		}, ""},
+		}, "", "goes through a symbolic link at var/lib/dpkg"},
+		{"status linked inside the tree", func(t *testing.T, root string) {
+			writeFile(t, root, "opt/pk/status", "")
+			mkdir(t, root, "var/lib/dpkg")
+			symlink(t, "../../../opt/pk/status", filepath.Join(root, "var/lib/dpkg/status"))
+		}, "", "goes through a symbolic link at var/lib/dpkg/status"},
+		{"status is a FIFO", func(t *testing.T, root string) {
+			mkdir(t, root, "var/lib/dpkg")
+			if err := syscall.Mkfifo(filepath.Join(root, "var/lib/dpkg/status"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, "", "not a file trivy can read"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
 			tt.setup(t, root)
 			got, err := findPackageDB(root)
+			if tt.wantErr != "" {
+				if !errors.Is(err, scanner.ErrIncomplete) ||
+					!strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("findPackageDB() = %v, want ErrIncomplete saying %q", err,
+						tt.wantErr)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -76,7 +96,7 @@ func TestCheckBlindSpots(t *testing.T) {
 		wantErr string
 	}{
 		{"no OS, dpkg database", noOS, debianRoot, &stderrLog{}, "detected no OS"},
-		{"no OS, no database", noOS, bareRoot, &stderrLog{}, ""},
+		{"no OS, no database", noOS, bareRoot, &stderrLog{}, "detected no operating system"},
 		{"OS scanned", withOS, debianRoot, &stderrLog{}, ""},
 		{"permission error", withOS, debianRoot, denied, "could not read 1 file(s)"},
 	}
