@@ -11,6 +11,10 @@ PREFIX    ?= /usr/local
 TRIVY_VERSION := 0.74.0
 # /usr/local/bin, not root's GOPATH: the unprivileged scanning user must be able to run it.
 TRIVY         ?= /usr/local/bin/trivy
+# The second open scanner, grype: its version must be the one testdata/grypedb's go.mod
+# requires, which writes the fixture DB (another version would want to rewrite the DB).
+GRYPE_VERSION := 0.121.3
+GRYPE         ?= /usr/local/bin/grype
 
 # The demo keeps everything under one directory the unprivileged scanning user can reach.
 DEMO_DIR  ?= /var/tmp/scan-gate-demo
@@ -18,17 +22,24 @@ DEMO_DIR  ?= /var/tmp/scan-gate-demo
 LDFLAGS := -X main.version=$(VERSION)
 
 .PHONY: all build tools testdb demo test test-short lint fuzz install clean help
+.PHONY: install-apptainer-wrapper install-oci-hook
 
 all: build
 
 help:
 	@echo "make build    build bin/scan-gate"
-	@echo "make tools    install trivy $(TRIVY_VERSION) as $(TRIVY) if it is not there"
+	@echo "make tools    install trivy $(TRIVY_VERSION) as $(TRIVY) and grype $(GRYPE_VERSION) as $(GRYPE)"
+	@echo "make test-scanners  the grype, QScanner and report job tests alone"
 	@echo "make demo     (as root) gate two real SIF images with a real trivy"
 	@echo "make test     vet, then every test with the race detector and real tools"
 	@echo "make lint     gofmt, vet, go mod tidy -diff"
 	@echo "make fuzz     run each fuzz target for a short while"
+	@echo "make test-prewarm  the prewarm, shared tier, export/import and stats tests alone"
 	@echo "make install  install scan-gate and the example policy"
+	@echo "make install-apptainer-wrapper  also the apptainer/singularity wrapper"
+	@echo "make install-oci-hook           also the OCI hook for podman and CRI-O"
+	@echo "make slurm    build the SPANK plugin $(SPANK_SO) and $(BIN)/spank-helper"
+	@echo "make install-slurm              also the SPANK plugin, its helper, the prolog"
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/scan-gate ./cmd/scan-gate
@@ -41,6 +52,12 @@ tools:
 	    -ldflags "-X github.com/aquasecurity/trivy/pkg/version/app.ver=$(TRIVY_VERSION)" \
 	    github.com/aquasecurity/trivy/cmd/trivy@v$(TRIVY_VERSION) && \
 	  install -D -m 0755 $(GOBIN)/trivy $(TRIVY); fi
+	@if [ -x "$(GRYPE)" ] && "$(GRYPE)" version 2>/dev/null | grep -Eq "^Version: +$(GRYPE_VERSION)$$"; \
+	then echo "grype $(GRYPE_VERSION) at $(GRYPE)"; \
+	else echo "building grype $(GRYPE_VERSION) (a few minutes the first time)"; \
+	  GOBIN=$(GOBIN) $(GO) install -ldflags "-X main.version=$(GRYPE_VERSION)" \
+	    github.com/anchore/grype/cmd/grype@v$(GRYPE_VERSION) && \
+	  install -D -m 0755 $(GOBIN)/grype $(GRYPE); fi
 	@command -v unsquashfs >/dev/null || { echo "install squashfs-tools"; exit 1; }
 
 # A fixture vulnerability DB with real public Debian 12 advisories.
@@ -69,24 +86,78 @@ demo: build tools
 
 test:
 	cd testdata/trivydb && $(GO) mod download
+	cd testdata/grypedb && $(GO) mod download
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 	cd testdata/trivydb && $(GO) vet ./...
+	cd testdata/grypedb && $(GO) vet ./...
+
+# The grype, QScanner (against its double) and `scan` tests alone, with the real scanners.
+.PHONY: test-scanners
+test-scanners:
+	$(GO) test -race -count=1 ./gate/finding ./gate/report ./gate/scanner/... ./policy
+	$(GO) test -count=1 ./cmd/scan-gate -run 'TestScripts/(grype|qscanner)_'
+
+# The prewarm tests alone: units, the scripts, and the array job in a real one-node Slurm
+# (root, slurm-wlm, munge, libslurm-dev; skipped without them).
+.PHONY: test-prewarm
+test-prewarm:
+	$(GO) test -race -count=1 ./gate/prewarm ./gate/stats ./gate/extract ./cache
+	$(GO) test -count=1 ./cmd/scan-gate \
+	  -run 'TestScripts/(prewarm|prewarm_resume|prewarm_targets|shared_tier|cache_export|stats)$$'
+	$(GO) test -count=1 ./contrib/slurm/slurmtest -run TestPrewarmArray
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); test -z "$$out" || { echo "gofmt: $$out"; exit 1; }
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
 	cd testdata/trivydb && $(GO) mod tidy -diff
+	cd testdata/grypedb && $(GO) mod tidy -diff
 
 fuzz:
 	$(GO) test ./gate/image -run '^$$' -fuzz FuzzOpen -fuzztime 20s
 	$(GO) test ./policy -run '^$$' -fuzz FuzzParse -fuzztime 20s
 	$(GO) test ./gate/scanner/trivy -run '^$$' -fuzz FuzzParseReport -fuzztime 20s
+	$(GO) test ./gate/scanner/qscanner -run '^$$' -fuzz FuzzParseSARIF -fuzztime 20s
 
 install: build
 	install -D -m 0755 $(BIN)/scan-gate $(DESTDIR)$(PREFIX)/bin/scan-gate
 	install -D -m 0644 policy/example.toml $(DESTDIR)/etc/scan-gate/policy.toml.example
+
+# The apptainer/singularity wrapper (contrib/apptainer/README.md): a convenience, not
+# enforcement. $(PREFIX)/bin must come before the real runtime's directory in PATH.
+install-apptainer-wrapper: install
+	install -D -m 0755 contrib/apptainer/apptainer-wrapper.sh \
+	  $(DESTDIR)$(PREFIX)/libexec/scan-gate/apptainer-wrapper
+	ln -sf ../libexec/scan-gate/apptainer-wrapper $(DESTDIR)$(PREFIX)/bin/apptainer
+	ln -sf ../libexec/scan-gate/apptainer-wrapper $(DESTDIR)$(PREFIX)/bin/singularity
+
+# The OCI hook for podman and CRI-O, which read hook directories (contrib/oci/README.md).
+install-oci-hook: install
+	install -D -m 0644 contrib/oci/scan-gate-hook.json \
+	  $(DESTDIR)/usr/share/containers/oci/hooks.d/scan-gate.json
+
+# The Slurm launch points (contrib/slurm/README.md): the SPANK plugin, built against
+# slurm/spank.h (Debian: libslurm-dev), its helper, and the PrologSlurmctld script.
+CC           ?= cc
+SPANK_CFLAGS ?= -O2 -g -Wall -Wextra -Werror -fPIC
+SPANK_SO     ?= $(BIN)/scan_gate.so
+SPANK_SRC    := contrib/slurm/plugin.c contrib/slurm/config.c contrib/slurm/helper.c
+.PHONY: slurm install-slurm
+
+slurm: $(SPANK_SO)
+	$(GO) build -o $(BIN)/spank-helper ./cmd/spank-helper
+
+$(SPANK_SO): $(SPANK_SRC) contrib/slurm/scan_gate.h
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(SPANK_CFLAGS) -o $@ $(SPANK_SRC)
+
+install-slurm: install slurm
+	install -D -m 0755 $(SPANK_SO) $(DESTDIR)$(PREFIX)/lib/scan-gate/scan_gate.so
+	install -D -m 0755 $(BIN)/spank-helper \
+	  $(DESTDIR)$(PREFIX)/libexec/scan-gate/spank-helper
+	install -D -m 0755 contrib/slurm/prolog-slurmctld \
+	  $(DESTDIR)$(PREFIX)/libexec/scan-gate/prolog-slurmctld
 
 clean:
 	rm -rf $(BIN)

@@ -131,6 +131,11 @@ type Options struct {
 	// TrustedUIDs are the users that may own the cache and its files. Empty means the
 	// effective uid of the process only: a root gate never trusts a user-owned cache.
 	TrustedUIDs []uint32
+	// Shared opens a shared tier: a cache on a parallel filesystem that many nodes read and
+	// prewarm jobs fill. Its stat index leaves out the device number, which differs between
+	// nodes mounting the same filesystem, and Lock refuses: flock is not trusted across
+	// nodes, and the tier's writers do not coordinate (see shared.go).
+	Shared bool
 }
 
 // Store is an open cache directory. It is safe for concurrent use, also by several processes.
@@ -140,6 +145,8 @@ type Store struct {
 	// absent marks a read-only store whose directory did not exist at Open: always empty.
 	absent  bool
 	trusted []uint32
+	// shared marks a shared tier; see Options.Shared.
+	shared bool
 }
 
 // Open opens the cache in dir, creating it and its subdirectories unless opts.ReadOnly is set.
@@ -151,7 +158,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening cache %s: %w", dir, err)
 	}
-	s := &Store{readOnly: opts.ReadOnly, trusted: opts.TrustedUIDs}
+	s := &Store{readOnly: opts.ReadOnly, trusted: opts.TrustedUIDs, shared: opts.Shared}
 	if len(s.trusted) == 0 {
 		s.trusted = []uint32{uint32(os.Geteuid())}
 	}

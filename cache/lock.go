@@ -25,6 +25,9 @@ func (s *Store) Lock(ctx context.Context, k Key) (unlock func() error, err error
 	if s.readOnly {
 		return nil, ErrReadOnly
 	}
+	if s.shared {
+		return nil, ErrSharedLock
+	}
 	path := s.path(locksDir, k.Name()+lockSuffix)
 	lock := flock.New(path,
 		flock.SetFlag(os.O_CREATE|os.O_RDONLY|syscall.O_NOFOLLOW),

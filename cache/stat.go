@@ -68,6 +68,7 @@ func (s *Store) LookupStat(path string, id FileID) (content string, ok bool) {
 	if s.absent || id == (FileID{}) {
 		return "", false
 	}
+	id = s.statID(id)
 	recordPath := s.path(statDir, statName(path, id)+statSuffix)
 	data, fi, err := s.readTrusted(recordPath)
 	if err != nil {
@@ -101,6 +102,7 @@ func (s *Store) RecordStat(path string, id FileID, content string) error {
 	if content == "" {
 		return errors.New("recording the identity of " + path + ": empty content key")
 	}
+	id = s.statID(id)
 
 	data, err := encode(kindStat, statRecord{Path: path, ID: id, Content: content})
 	if err != nil {

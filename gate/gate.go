@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/scan-gate/scan-gate/cache"
@@ -25,9 +26,16 @@ type Gate struct {
 	Node *cache.Store
 	// User, when set, is a non-root user's own cache, where that user's scans go. It is
 	// consulted after Node.
-	User    *cache.Store
+	User *cache.Store
+	// Shared, when set, is the shared tier on the parallel filesystem, filled by prewarm
+	// jobs and read-only here. It is consulted after Node and User, and what is found
+	// there is copied into the writable cache (see shared.go).
+	Shared  *cache.Store
 	Backend scanner.Backend
 	Extract extract.Options
+	// KeySecret seeds the content key, so that no one without it can make two images share
+	// a key (see image.KeyWith). Every cache a gate shares results with must use the same.
+	KeySecret []byte
 	// Now returns the time; tests set it.
 	Now func() time.Time
 	// Background, when set, starts a rescan of an image without waiting for it. It is used
@@ -68,6 +76,8 @@ type Result struct {
 	// HashedBytes counts the image bytes read to compute the key (0 on a stat-index hit).
 	HashedBytes int64     `json:"hashed_bytes"`
 	Durations   Durations `json:"durations_ms"`
+	// CacheError says why a finished scan could not be stored; the verdict stands.
+	CacheError string `json:"cache_error,omitempty"`
 	// Background says a rescan was started in the background.
 	Background bool `json:"background_rescan,omitempty"`
 }
@@ -86,25 +96,28 @@ func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // "no decision" verdict whose action the policy sets.
 func (g *Gate) Check(ctx context.Context, req Request) (res Result) {
 	start := time.Now()
-	res = Result{Image: req.Image, Cache: CacheNone}
+	res = Result{Image: absolute(req.Image), Cache: CacheNone}
 	who := req.Who
-	who.Image = req.Image
+	who.Image = res.Image
 
 	defer func() { res.Durations.Total = millis(time.Since(start)) }()
 
 	im, err := image.Open(req.Image)
 	if err != nil {
-		g.noDecision(&res, who, errors.Is(err, image.ErrMalformed), err)
+		g.noDecision(&res, who, unscannable(err), err)
 		return res
 	}
 	defer im.Close()
 	res.Kind = im.Kind
+	// Policy globs and the audit log see the real path, whatever links or ".." it was
+	// named through.
+	res.Image, who.Image = im.Resolved, im.Resolved
 
 	key, hashed, err := g.contentKey(ctx, im)
 	res.HashedBytes = hashed
 	res.Durations.Identify = millis(time.Since(start))
 	if err != nil {
-		g.noDecision(&res, who, errors.Is(err, image.ErrMalformed), err)
+		g.noDecision(&res, who, unscannable(err), err)
 		return res
 	}
 	res.Key = key
@@ -124,7 +137,7 @@ func (g *Gate) Check(ctx context.Context, req Request) (res Result) {
 
 	scan, err := g.recall(ctx, &res, req, im, ckey, ident)
 	if err != nil {
-		g.noDecision(&res, who, false, err)
+		g.noDecision(&res, who, unscannable(err), err)
 		return res
 	}
 	if scan == nil { // decided without a scan (miss rules)
@@ -133,8 +146,23 @@ func (g *Gate) Check(ctx context.Context, req Request) (res Result) {
 	res.Scan = scan
 	res.Verdict = g.Policy.Evaluate(scan, who, g.now())
 	res.Action = res.Verdict.Action
-	res.Message = res.Verdict.Message(req.Image)
+	res.Message = res.Verdict.Message(res.Image)
 	return res
+}
+
+// unscannable tells errors about the image itself (not an image, malformed, or content the
+// scanner could not fully read) from errors of the gate or the scanner.
+func unscannable(err error) bool {
+	return errors.Is(err, image.ErrMalformed) || errors.Is(err, image.ErrNotImage) ||
+		errors.Is(err, scanner.ErrIncomplete)
+}
+
+// absolute cleans path and makes it absolute, for images that could not be opened.
+func absolute(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
 }
 
 func (g *Gate) now() time.Time {
@@ -157,18 +185,21 @@ func (g *Gate) contentKey(ctx context.Context, im *image.Image) (string, int64, 
 	statID := cache.FileID(im.ID)
 	if im.Kind != image.Sandbox {
 		for _, store := range g.stores() {
-			if key, ok := store.LookupStat(im.Path, statID); ok {
+			if key, ok := store.LookupStat(im.Resolved, statID); ok {
 				return key, 0, nil
 			}
 		}
+		if key, ok := g.sharedStat(im.Resolved, statID); ok {
+			return key, 0, nil
+		}
 	}
-	key, n, err := im.Key(ctx)
+	key, n, err := im.KeyWith(ctx, g.KeySecret)
 	if err != nil {
 		return "", n, err
 	}
 	if im.Kind != image.Sandbox {
 		if store := g.writable(); store != nil {
-			store.RecordStat(im.Path, statID, key) // an index failure only costs a rehash
+			store.RecordStat(im.Resolved, statID, key) // a failure only costs a rehash
 		}
 	}
 	return key, n, nil

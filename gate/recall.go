@@ -20,7 +20,7 @@ import (
 func (g *Gate) recall(ctx context.Context, res *Result, req Request, im *image.Image,
 	key cache.Key, ident scanner.Identity) (*finding.Scan, error) {
 	if !req.Rescan {
-		if entry, store := g.lookup(key); entry != nil {
+		if entry, store := g.lookup(key, ident); entry != nil {
 			store.Touch(key)
 			staleWhy := g.staleness(entry, ident)
 			if staleWhy == "" {
@@ -56,7 +56,7 @@ func (g *Gate) recall(ctx context.Context, res *Result, req Request, im *image.I
 // decideMiss records a verdict made without findings, under the miss rules.
 func (g *Gate) decideMiss(res *Result, req Request, action policy.Action, reason string) {
 	who := req.Who
-	who.Image = req.Image
+	who.Image = res.Image
 	v := g.Policy.NoDecision(who, false, reason)
 	v.Action = action
 	v.NoDecision = false
@@ -70,14 +70,25 @@ func (g *Gate) decideMiss(res *Result, req Request, action policy.Action, reason
 	}
 }
 
-// lookup finds a usable entry in the caches, node cache first.
-func (g *Gate) lookup(key cache.Key) (*cache.Entry, *cache.Store) {
+// lookup finds a usable entry in the caches, node cache first, then the shared tier when
+// the own caches have none or only a stale one.
+func (g *Gate) lookup(key cache.Key, ident scanner.Identity) (*cache.Entry, *cache.Store) {
+	var own *cache.Entry
+	var from *cache.Store
 	for _, store := range g.stores() {
 		if entry, err := store.Get(key); err == nil {
-			return entry, store
+			own, from = entry, store
+			break
 		}
 	}
-	return nil, nil
+	if own != nil && g.staleness(own, ident) == "" {
+		return own, from
+	}
+	if shared := g.sharedEntry(key); shared != nil &&
+		(own == nil || g.staleness(shared, ident) == "") {
+		return shared, g.adopt(key, shared)
+	}
+	return own, from
 }
 
 // staleness says why an entry is stale, or "" when it is fresh. A stale entry is not a miss:
@@ -155,9 +166,10 @@ func (g *Gate) lockAndScan(ctx context.Context, res *Result, req Request, im *im
 	if err != nil {
 		return nil, err
 	}
-	entry := &cache.Entry{Key: key, Image: im.Path, Scan: *scan}
+	entry := &cache.Entry{Key: key, Image: im.Resolved, Scan: *scan}
 	if err := store.Put(key, entry); err != nil {
-		return nil, fmt.Errorf("storing the scan of %s: %w", im.Path, err)
+		// The findings are known: decide from them, and say the cache failed.
+		res.CacheError = fmt.Sprintf("storing the scan of %s: %v", im.Path, err)
 	}
 	return scan, nil
 }
@@ -181,7 +193,7 @@ func (g *Gate) scan(ctx context.Context, res *Result, im *image.Image,
 		if err := run.Mkdir("scan"); err != nil {
 			return nil, fmt.Errorf("scanning %s: %w", im.Path, err)
 		}
-		target.Root, target.ScratchDir = im.Path, run.Path+"/scan"
+		target.Root, target.ScratchDir = im.Resolved, run.Path+"/scan"
 	} else {
 		tree, err := extract.Extract(ctx, im, g.Extract)
 		if err != nil {

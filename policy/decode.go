@@ -3,10 +3,12 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/BurntSushi/toml"
 
@@ -39,11 +41,16 @@ type (
 		Scanner    rawScanner     `toml:"scanner"`
 		Extract    rawExtract     `toml:"extract"`
 		Cache      struct {
-			Dir rawValue `toml:"dir"`
+			Dir         rawValue `toml:"dir"`
+			SharedDir   rawValue `toml:"shared_dir"`
+			SharedOwner rawValue `toml:"shared_owner"`
 		} `toml:"cache"`
 		Audit struct {
 			Log rawValue `toml:"log"`
 		} `toml:"audit"`
+		Prewarm rawPrewarm `toml:"prewarm"`
+		Watch   rawWatch   `toml:"watch"`
+		Metrics rawMetrics `toml:"metrics"`
 	}
 	rawThresholds struct {
 		Block       rawValue `toml:"block"`
@@ -88,6 +95,8 @@ type (
 			DBDir     rawValue `toml:"db_dir"`
 			ExtraArgs rawValue `toml:"extra_args"`
 		} `toml:"trivy"`
+		Grype    rawGrype    `toml:"grype"`
+		QScanner rawQScanner `toml:"qscanner"`
 	}
 	rawExtract struct {
 		ScratchDir   rawValue `toml:"scratch_dir"`
@@ -99,12 +108,32 @@ type (
 
 // Load reads and parses the policy file at path.
 func Load(path string) (*Policy, error) {
-	data, err := os.ReadFile(path)
+	// O_NONBLOCK: a FIFO named as the policy must not hang the gate.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("reading policy: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading policy: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("reading policy %s: not a regular file", path)
+	}
+	if fi.Size() > maxPolicySize {
+		return nil, fmt.Errorf("reading policy %s: %d bytes is more than a policy needs "+
+			"(at most %d)", path, fi.Size(), maxPolicySize)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxPolicySize+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading policy: %w", err)
 	}
 	return Parse(path, data)
 }
+
+// maxPolicySize bounds what Load reads: a policy is a few kilobytes.
+const maxPolicySize = 1 << 20
 
 // Parse decodes and validates a policy. Name is used in errors only. An empty text is the
 // default policy. Every problem found is reported, each as an *Error naming the file, the
@@ -271,11 +300,13 @@ func (d *decoder) build(raw *rawPolicy) *Policy {
 	d.text("message.next_step", raw.Message.NextStep, &p.Message.NextStep)
 	d.text("message.no_decision_step", raw.Message.NoDecisionStep, &p.Message.NoDecisionStep)
 
-	oneOf(d, "scanner.name", raw.Scanner.Name, "scanner", &p.Scanner.Name, "trivy")
+	oneOf(d, "scanner.name", raw.Scanner.Name, "scanner", &p.Scanner.Name,
+		ScannerTrivy, ScannerGrype, ScannerQScanner)
 	d.name("scanner.trivy.path", raw.Scanner.Trivy.Path, &p.Scanner.Trivy.Path)
 	d.absPath("scanner.trivy.db_dir", raw.Scanner.Trivy.DBDir, &p.Scanner.Trivy.DBDir)
 	d.stringList("scanner.trivy.extra_args", raw.Scanner.Trivy.ExtraArgs,
 		&p.Scanner.Trivy.ExtraArgs)
+	d.scannerKeys(&raw.Scanner, p)
 
 	d.absPath("extract.scratch_dir", raw.Extract.ScratchDir, &p.Extract.ScratchDir)
 	d.absPath("extract.tmpfs_dir", raw.Extract.TmpfsDir, &p.Extract.TmpfsDir)
@@ -284,6 +315,8 @@ func (d *decoder) build(raw *rawPolicy) *Policy {
 
 	d.absPath("cache.dir", raw.Cache.Dir, &p.CacheDir)
 	d.absPath("audit.log", raw.Audit.Log, &p.AuditLog)
+	d.prewarmKeys(raw, p)
+	d.watchKeys(raw, p)
 
 	for i, re := range raw.Exception {
 		p.Exceptions = append(p.Exceptions, d.exception(fmt.Sprintf("exception[%d]", i), re))

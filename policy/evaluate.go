@@ -56,6 +56,11 @@ type Verdict struct {
 	Counts   map[string]int `json:"counts"`
 	Reasons  []string       `json:"reasons,omitempty"`
 	NextStep string         `json:"next_step,omitempty"`
+	// Platform is the scanner platform's own verdict, when it gave one (QScanner in
+	// evaluate-policy mode: "allow", "deny" or "audit"). PlatformDecides is set when the
+	// action comes from it rather than from the findings (see platform.go).
+	Platform        string `json:"platform_verdict,omitempty"`
+	PlatformDecides bool   `json:"platform_decides,omitempty"`
 }
 
 // Evaluate decides on a scan for a subject. Now decides which exceptions have expired: an
@@ -70,6 +75,7 @@ func (p *Policy) Evaluate(scan *finding.Scan, who Subject, now time.Time) Verdic
 	noted := map[int]bool{}
 
 	for _, f := range scan.Findings {
+		f = p.remapSeverity(f)
 		if v.FixableOnly && !f.Fixable() {
 			continue
 		}
@@ -120,17 +126,9 @@ func (p *Policy) Evaluate(scan *finding.Scan, who Subject, now time.Time) Verdic
 	p.decide(&v, base)
 	v.Reasons = append(v.Reasons, notes...)
 
-	applyPlatformVerdict(scan, &v)
+	p.applyPlatformVerdict(scan, &v)
 	return v
 }
-
-// applyPlatformVerdict is the hook for Scan.PlatformVerdict, the scanner platform's own
-// decision (QScanner's allow, deny or audit).
-//
-// NOT IMPLEMENTED: the platform verdict is ignored, and the decision rests on the findings
-// and this policy alone. How the two combine is settled in its own issue; the logic belongs
-// here, and must only ever make the verdict stricter unless the policy says otherwise.
-func applyPlatformVerdict(scan *finding.Scan, v *Verdict) {}
 
 // NoDecision is the verdict when findings could not be had: an error or timeout, or, when
 // unscannable is set, an image the scanner cannot read. The action comes from [on], then
@@ -146,7 +144,11 @@ func (p *Policy) NoDecision(who Subject, unscannable bool, reason string) Verdic
 	v.Reasons = []string{reason}
 	p.decide(&v, base)
 	if v.Action != Allow {
+		// Trying again does not help with an image that cannot be scanned.
 		v.NextStep = p.Message.NoDecisionStep
+		if unscannable {
+			v.NextStep = p.Message.NextStep
+		}
 	}
 	return v
 }

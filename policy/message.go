@@ -20,6 +20,9 @@ func (v Verdict) Message(image string) string {
 	if v.NoDecision {
 		return v.noDecisionMessage(subject)
 	}
+	if v.PlatformDecides {
+		return v.platformMessage(subject)
+	}
 
 	var b strings.Builder
 	b.WriteString(subject)
@@ -53,6 +56,10 @@ func (v Verdict) Message(image string) string {
 	}
 
 	for _, note := range v.expiredNotes() {
+		b.WriteString("; ")
+		b.WriteString(note)
+	}
+	if note := v.platformNote(); note != "" {
 		b.WriteString("; ")
 		b.WriteString(note)
 	}

@@ -200,9 +200,11 @@ type Trivy struct {
 
 // Scanner selects and configures the scanner backend.
 type Scanner struct {
-	// Name is the backend in use: "trivy".
-	Name  string
-	Trivy Trivy
+	// Name is the backend in use: "trivy", "grype" or "qscanner".
+	Name     string
+	Trivy    Trivy
+	Grype    Grype
+	QScanner QScanner
 }
 
 // Extract configures how images are unpacked for scanning.
@@ -235,6 +237,19 @@ type Policy struct {
 	CacheDir string
 	// AuditLog is [audit] log: the file that gets one JSON line per decision.
 	AuditLog string
+	// Prewarm is [prewarm]: how `scan-gate prewarm` works.
+	Prewarm Prewarm
+	// SharedCacheDir is [cache] shared_dir: a shared tier of scan results on a parallel
+	// filesystem, filled by prewarm jobs and read after the node cache; empty for none.
+	SharedCacheDir string
+	// SharedCacheOwner is [cache] shared_owner: the account prewarm jobs run as, whose files
+	// in the shared tier are trusted besides root's; empty for root only.
+	SharedCacheOwner string
+	// MetricsTextfile is [metrics] textfile: where metrics for node_exporter's textfile
+	// collector are written; empty for none.
+	MetricsTextfile string
+	// Watch is [watch]: what `scan-gate watch` does about running containers.
+	Watch Watch
 }
 
 // Default values, used for keys a policy file leaves out.
@@ -264,8 +279,10 @@ func Default() *Policy {
 		},
 		Message: Messages{NextStep: DefaultNextStep, NoDecisionStep: DefaultNoDecisionStep},
 		Scanner: Scanner{
-			Name:  "trivy",
-			Trivy: Trivy{Path: "trivy", DBDir: "/var/lib/scan-gate/trivy"},
+			Name:     "trivy",
+			Trivy:    Trivy{Path: "trivy", DBDir: "/var/lib/scan-gate/trivy"},
+			Grype:    defaultGrype(),
+			QScanner: defaultQScanner(),
 		},
 		Extract: Extract{
 			ScratchDir:   "/var/tmp/scan-gate",
@@ -275,5 +292,7 @@ func Default() *Policy {
 		},
 		CacheDir: "/var/cache/scan-gate",
 		AuditLog: "/var/log/scan-gate/audit.jsonl",
+		Prewarm:  defaultPrewarm(),
+		Watch:    defaultWatch(),
 	}
 }

@@ -54,6 +54,7 @@ func (p *Policy) canonical() []byte {
 	w.str("path", p.Scanner.Trivy.Path)
 	w.str("db_dir", p.Scanner.Trivy.DBDir)
 	w.list("extra_args", p.Scanner.Trivy.ExtraArgs)
+	w.writeScanners(p)
 
 	w.table("extract")
 	w.str("scratch_dir", p.Extract.ScratchDir)
@@ -67,8 +68,12 @@ func (p *Policy) canonical() []byte {
 
 	w.table("cache")
 	w.str("dir", p.CacheDir)
+	w.str("shared_dir", p.SharedCacheDir)
+	w.str("shared_owner", p.SharedCacheOwner)
 	w.table("audit")
 	w.str("log", p.AuditLog)
+	w.writePrewarm(p)
+	w.writeWatch(p)
 
 	for _, e := range p.Exceptions {
 		w.arrayEntry("exception")

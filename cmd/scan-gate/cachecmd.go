@@ -14,13 +14,14 @@ import (
 
 	"github.com/scan-gate/scan-gate/cache"
 	"github.com/scan-gate/scan-gate/gate/finding"
-	"github.com/scan-gate/scan-gate/gate/image"
+	"github.com/scan-gate/scan-gate/gate/setup"
 	"github.com/scan-gate/scan-gate/policy"
 )
 
 type cacheOptions struct {
 	common
 	unused time.Duration
+	shared bool
 }
 
 func cacheFlags(fs *flag.FlagSet) *cacheOptions {
@@ -28,12 +29,14 @@ func cacheFlags(fs *flag.FlagSet) *cacheOptions {
 	o.register(fs)
 	fs.DurationVar(&o.unused, "unused", 30*24*time.Hour, "with gc: drop entries not used "+
 		"for this `long`")
+	fs.BoolVar(&o.shared, "shared", false, "work on the shared tier ([cache] shared_dir) "+
+		"instead of the node cache")
 	return o
 }
 
 func runCache(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageError("want 'scan-gate cache ls|show|gc|purge'")
+		return usageError("want 'scan-gate cache ls|show|gc|purge|export|import'")
 	}
 	sub := args[0]
 	fs := newFlagSet("cache", stderr)
@@ -45,9 +48,14 @@ func runCache(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	readOnly := sub == "ls" || sub == "show"
-	store, err := cache.Open(p.CacheDir, cache.Options{ReadOnly: readOnly,
-		TrustedUIDs: []uint32{0, uint32(os.Geteuid())}})
+	readOnly := sub == "ls" || sub == "show" || sub == "export"
+	var store *cache.Store
+	if o.shared {
+		store, err = openSharedTier(p, readOnly)
+	} else {
+		store, err = cache.Open(p.CacheDir, cache.Options{ReadOnly: readOnly,
+			TrustedUIDs: []uint32{0, uint32(os.Geteuid())}})
+	}
 	if err != nil {
 		return err
 	}
@@ -69,6 +77,10 @@ func runCache(args []string, stdout, stderr io.Writer) error {
 		n, err := store.Purge()
 		fmt.Fprintf(stdout, "removed %d entries\n", n)
 		return err
+	case "export":
+		return cacheExport(store, fs.Args(), stdout, stderr)
+	case "import":
+		return cacheImport(store, fs.Args(), os.Stdin, stdout, stderr)
 	}
 	return usageError("unknown cache command %q", sub)
 }
@@ -100,15 +112,11 @@ func cacheShow(store *cache.Store, p *policy.Policy, which string, now time.Time
 	stdout io.Writer) error {
 	content := which
 	if _, err := os.Stat(which); err == nil {
-		im, err := image.Open(which)
+		key, err := setup.ImageKey(context.Background(), store, which)
 		if err != nil {
 			return err
 		}
-		content, _, err = im.Key(context.Background())
-		im.Close()
-		if err != nil {
-			return err
-		}
+		content = key
 	}
 	entries, err := store.List()
 	var skipped *cache.SkippedError

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -59,10 +60,10 @@ func runCheck(args []string, stdout, stderr io.Writer, rescan bool) (int, error)
 	}
 	fs := newFlagSet(name, stderr)
 	o := checkFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return exitUsage, badConfig(err)
+	images, err := parseArgs(fs, args)
+	if err != nil {
+		return exitUsage, err
 	}
-	images := fs.Args()
 	if len(images) == 0 {
 		return exitUsage, usageError("no image given (see 'scan-gate help check')")
 	}
@@ -73,10 +74,14 @@ func runCheck(args []string, stdout, stderr io.Writer, rescan bool) (int, error)
 	log := o.logger(stderr)
 	o.fillWho()
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT,
+		syscall.SIGHUP)
 	defer stop()
 
 	g, err := setup.New(p)
+	if errors.Is(err, setup.ErrConfig) {
+		return exitUsage, badConfig(err)
+	}
 	if err != nil {
 		return decideWithoutGate(p, o, images, stdout, stderr, err)
 	}
@@ -99,7 +104,11 @@ func runCheck(args []string, stdout, stderr io.Writer, rescan bool) (int, error)
 			"key", res.Key, "hashed_bytes", res.HashedBytes, "error", res.Error)
 		who := o.who
 		who.Image = img
-		auditLog.Record(res, who, out.Policy)
+		if rescan {
+			auditLog.RecordRescan(res, who, out.Policy)
+		} else {
+			auditLog.Record(res, who, out.Policy)
+		}
 		out.Results = append(out.Results, res)
 		out.Action = policy.Stricter(out.Action, res.Action)
 	}

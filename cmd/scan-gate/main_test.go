@@ -21,6 +21,8 @@ import (
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"scan-gate": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
+		// A process that chroots into os.Args[1] and sleeps (launch point tests).
+		"scan-gate-chroot": chrootMain,
 	})
 }
 
@@ -147,6 +149,7 @@ func TestScripts(t *testing.T) {
 	if fixtureErr != nil {
 		t.Fatal(fixtureErr)
 	}
+	scanners := setupScanners(t) // grype and the QScanner double (scanners_test.go)
 	testscript.Run(t, testscript.Params{
 		Dir:         filepath.Join(repoRoot(), "testdata", "script"),
 		WorkdirRoot: root,
@@ -154,6 +157,7 @@ func TestScripts(t *testing.T) {
 			env.Setenv("TRIVY", trivy)
 			env.Setenv("TRIVY_DB", fixtureDB)
 			env.Setenv("REPO", repoRoot())
+			scanners.setenv(env)
 			self, err := exec.LookPath("scan-gate")
 			if err != nil {
 				return err
@@ -174,10 +178,30 @@ func TestScripts(t *testing.T) {
 				ts.Check(exec.Command("mkfifo", ts.MkAbs(args[0])).Run())
 			},
 			"age": cmdAge,
+			// Commands of the prewarm scripts (prewarm_test.go).
+			"mkimages":    cmdMkimages,
+			"waitentries": cmdWaitEntries,
+			"scannedonce": cmdScannedOnce,
+			// Commands of the launch point scripts (launchpoints_test.go).
+			"unsif":      cmdUnsif,
+			"ocibundle":  cmdOCIBundle,
+			"gostatic":   cmdGoStatic,
+			"chrootproc": cmdChrootProc,
+			"loopmount":  cmdLoopMount,
+			"waitfor":    cmdWaitFor,
+			// Commands of the grype and QScanner scripts (scanners_test.go).
+			"qscanner": cmdQScanner,
+			"gone":     cmdGone,
 		},
 		Condition: func(cond string) (bool, error) {
 			if cond == "root" {
 				return os.Geteuid() == 0, nil
+			}
+			if cond == "loop" { // launchpoints_test.go
+				return loopMountPermitted(), nil
+			}
+			if cond == "grype" { // scanners_test.go
+				return scanners.grype != "", nil
 			}
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},

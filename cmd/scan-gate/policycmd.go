@@ -3,6 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
+
+	"github.com/scan-gate/scan-gate/gate/setup"
 )
 
 func runPolicy(args []string, stdout, stderr io.Writer) error {
@@ -25,6 +28,11 @@ func runPolicy(args []string, stdout, stderr io.Writer) error {
 	p, err := c.loadPolicy()
 	if err != nil {
 		return err
+	}
+	if os.Geteuid() == 0 {
+		if _, err := setup.ScanCredential(p); err != nil {
+			return badConfig(err)
+		}
 	}
 	source := c.policyPath
 	if source == "" {

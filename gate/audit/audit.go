@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/scan-gate/scan-gate/gate"
 	"github.com/scan-gate/scan-gate/policy"
@@ -25,9 +26,21 @@ func Open(path string) (*Log, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("opening audit log: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	// Never through a link: whoever can write the directory must not redirect root's appends.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("opening audit log: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("opening audit log: %w", err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || !fi.Mode().IsRegular() ||
+		st.Uid != uint32(os.Geteuid()) {
+		f.Close()
+		return nil, fmt.Errorf("opening audit log %s: not a regular file of uid %d", path,
+			os.Geteuid())
 	}
 	return New(f), nil
 }
@@ -48,6 +61,22 @@ func (l *Log) Close() error {
 
 // Record writes the audit line of one decision.
 func (l *Log) Record(res gate.Result, who policy.Subject, policyDigest string) {
+	l.record("decision", res, who, policyDigest)
+}
+
+// RecordRescan writes the audit line of a background rescan: not a launch decision, so it
+// stands under the message "rescan" and statistics of decisions leave it out.
+func (l *Log) RecordRescan(res gate.Result, who policy.Subject, policyDigest string) {
+	l.record("rescan", res, who, policyDigest)
+}
+
+// RecordPrewarm writes the audit line of one image prewarmed: the same fields as a
+// decision's, under the message "prewarm", so that launch statistics leave it out.
+func (l *Log) RecordPrewarm(res gate.Result, policyDigest string) {
+	l.record("prewarm", res, policy.Subject{Image: res.Image}, policyDigest)
+}
+
+func (l *Log) record(msg string, res gate.Result, who policy.Subject, policyDigest string) {
 	attrs := []slog.Attr{
 		slog.String("image", res.Image),
 		slog.String("key", res.Key),
@@ -74,5 +103,5 @@ func (l *Log) Record(res gate.Result, who policy.Subject, policyDigest string) {
 	if res.Background {
 		attrs = append(attrs, slog.Bool("background_rescan", true))
 	}
-	l.logger.LogAttrs(context.Background(), slog.LevelInfo, "decision", attrs...)
+	l.logger.LogAttrs(context.Background(), slog.LevelInfo, msg, attrs...)
 }

@@ -11,10 +11,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/scan-gate/scan-gate/gate/image"
 	"github.com/scan-gate/scan-gate/internal/proc"
@@ -33,6 +36,9 @@ type Options struct {
 	Credential *proc.Credential
 	// Unsquashfs is the unsquashfs binary; empty finds it.
 	Unsquashfs string
+	// Limit, when set, bounds the extractions at once and their scratch space, together
+	// with every other extraction sharing it.
+	Limit *Limit
 }
 
 // ErrIncomplete marks an extraction that did not write the whole tree.
@@ -49,11 +55,15 @@ type Tree struct {
 	// UnpackedSize is the sum of the image's regular file sizes.
 	UnpackedSize int64
 
-	run *RunDir
+	run   *RunDir
+	grant *grant // this tree's share of Options.Limit
 }
 
 // Remove deletes the run directory and everything in it.
-func (t *Tree) Remove() error { return t.run.Remove() }
+func (t *Tree) Remove() error {
+	defer t.grant.release()
+	return t.run.Remove()
+}
 
 // Extract unpacks im's partitions (primary first, then squashfs overlays on top).
 func Extract(ctx context.Context, im *image.Image, opts Options) (*Tree, error) {
@@ -72,20 +82,33 @@ func Extract(ctx context.Context, im *image.Image, opts Options) (*Tree, error) 
 	if err != nil {
 		return nil, err
 	}
-	base, onTmpfs := opts.ScratchDir, false
-	if opts.TmpfsDir != "" && size <= opts.MemoryBudget && fitsTmpfs(opts.TmpfsDir, size) {
-		base, onTmpfs = opts.TmpfsDir, true
-	}
-	run, err := NewRunDir(base, opts.Credential)
+	share, err := opts.Limit.acquire(ctx, reserve(size))
 	if err != nil {
 		return nil, fmt.Errorf("extracting %s: %w", im.Path, err)
 	}
+	base, onTmpfs := opts.ScratchDir, false
+	if opts.TmpfsDir != "" && size != unknownSize && size <= opts.MemoryBudget &&
+		fitsTmpfs(opts.TmpfsDir, size) {
+		base, onTmpfs = opts.TmpfsDir, true
+	}
+	if size != unknownSize {
+		if err := checkRoom(base, size); err != nil {
+			share.release()
+			return nil, fmt.Errorf("extracting %s: %w", im.Path, err)
+		}
+	}
+	run, err := NewRunDir(base, opts.Credential)
+	if err != nil {
+		share.release()
+		return nil, fmt.Errorf("extracting %s: %w", im.Path, err)
+	}
 	tree := &Tree{Root: filepath.Join(run.Path, "rootfs"), Scratch: filepath.Join(run.Path,
-		"scan"), OnTmpfs: onTmpfs, UnpackedSize: size, run: run}
+		"scan"), OnTmpfs: onTmpfs, UnpackedSize: size, run: run, grant: share}
 	if err := tree.fill(ctx, tool, im, opts.Credential); err != nil {
-		run.Remove()
+		tree.Remove()
 		return nil, err
 	}
+	share.extracted()
 	return tree, nil
 }
 
@@ -98,6 +121,14 @@ func (t *Tree) fill(ctx context.Context, tool string, im *image.Image, cred *pro
 		return err
 	}
 	defer cleanup()
+	if t.UnpackedSize == unknownSize {
+		if t.UnpackedSize, err = listSize(ctx, tool, im, source, cred); err != nil {
+			return err
+		}
+		if err := checkRoom(filepath.Dir(t.run.Path), t.UnpackedSize); err != nil {
+			return fmt.Errorf("extracting %s: %w", im.Path, err)
+		}
+	}
 
 	for i, p := range im.Partitions {
 		args := []string{"-no-xattrs", "-no-progress", "-quiet", "-dest", t.Root,
@@ -151,21 +182,29 @@ func benignLine(line string) bool {
 // listing (which reads only the inode tables).
 func unpackedSize(ctx context.Context, tool string, im *image.Image, cred *proc.Credential) (
 	int64, error) {
+	if cred != nil && !readableBy(im, cred) {
+		return unknownSize, nil // listed once copied, in fill
+	}
+	return listSize(ctx, tool, im, fdSource(im), cred)
+}
+
+// unknownSize stands for the size of an image the scanning user cannot read until it has
+// been copied for that user.
+const unknownSize = -1
+
+// listSize sums the regular file sizes of every partition as the source presents them.
+func listSize(ctx context.Context, tool string, im *image.Image, source source,
+	cred *proc.Credential) (int64, error) {
 	var total int64
 	for _, p := range im.Partitions {
-		source := fdSource(im)
 		res, err := proc.Run(ctx, proc.Cmd{Path: tool, Credential: cred,
-			Args:       []string{"-lln", "-offset", strconv.FormatInt(p.Offset, 10), source.path},
+			Args: []string{"-lln", "-offset", strconv.FormatInt(source.offset(p), 10),
+				source.path},
 			ExtraFiles: source.files, Env: []string{"LC_ALL=C"}})
 		if err != nil {
 			return 0, fmt.Errorf("listing %s partition of %s: %w", p.Role, im.Path, err)
 		}
 		if res.ExitCode != 0 {
-			if bytes.Contains(res.Stderr, []byte("Permission denied")) {
-				// The scanning user cannot read the image; extraction copies it first, and
-				// the size is not known until then: assume the worst (no tmpfs).
-				return 1<<63 - 1, nil
-			}
 			return 0, fmt.Errorf("listing %s partition of %s: unsquashfs exited %d: %s",
 				p.Role, im.Path, res.ExitCode, proc.LastLines(res.Stderr, 3))
 		}
@@ -222,3 +261,26 @@ func orDefault(s, def string) string {
 	}
 	return s
 }
+
+// checkRoom refuses an extraction that would fill the scratch filesystem: an image's
+// unpacked size is known from its listing before anything is written, and a small image can
+// unpack to gigabytes. A tenth of the filesystem, and at least 1 GiB, stays free for jobs.
+func checkRoom(dir string, size int64) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating scratch directory: %w", err)
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		return fmt.Errorf("checking free space in %s: %w", dir, err)
+	}
+	free := int64(fs.Bavail) * fs.Bsize
+	reserve := max(int64(fs.Blocks)*fs.Bsize/10, 1<<30)
+	if size > free-reserve {
+		return fmt.Errorf("%w: the image unpacks to %d MiB, but %s has %d MiB free and keeps "+
+			"%d MiB for jobs", ErrNoRoom, size>>20, dir, free>>20, reserve>>20)
+	}
+	return nil
+}
+
+// ErrNoRoom marks an image too large to unpack in the scratch space.
+var ErrNoRoom = errors.New("not enough scratch space")

@@ -198,3 +198,14 @@ func TestSumListing(t *testing.T) {
 		t.Fatalf("sumListing = %d, want 1003", got)
 	}
 }
+
+func TestCheckRoom(t *testing.T) {
+	dir := t.TempDir()
+	if err := checkRoom(dir, 1<<20); err != nil {
+		t.Fatalf("1 MiB does not fit: %v", err)
+	}
+	err := checkRoom(dir, 1<<60)
+	if !errors.Is(err, ErrNoRoom) || !strings.Contains(err.Error(), "unpacks to") {
+		t.Fatalf("checkRoom(1 EiB) = %v, want ErrNoRoom", err)
+	}
+}

@@ -81,6 +81,11 @@ type Finding struct {
 	// Location is where the scanner found the package: a file in the tree or a package
 	// database such as "debian 12.5 (var/lib/dpkg/status)".
 	Location string `json:"location,omitempty"`
+	// QualysSeverity is the Qualys level (1 minimal to 5 urgent) of a QScanner finding, 0
+	// for other scanners. Severity holds it mapped onto the gate's scale when it was
+	// scanned; the policy maps it again at every evaluation, so that a change of the
+	// mapping takes effect without a rescan.
+	QualysSeverity int `json:"qualys_severity,omitempty"`
 }
 
 // Fixable reports whether a fixed version is known.

@@ -45,6 +45,10 @@ func OpenStores(p *policy.Policy) (node, own *cache.Store, err error) {
 	return node, own, nil
 }
 
+// ErrConfig marks setup failures that are the policy's fault (a scanning user that does not
+// exist, or is root): the gate is misconfigured, rather than unable to decide one launch.
+var ErrConfig = errors.New("bad configuration")
+
 // ScanCredential is who extracts and scans: the policy's unprivileged user when running as
 // root, else the caller itself.
 func ScanCredential(p *policy.Policy) (*proc.Credential, error) {
@@ -53,12 +57,14 @@ func ScanCredential(p *policy.Policy) (*proc.Credential, error) {
 	}
 	u, err := user.Lookup(p.Extract.User)
 	if err != nil {
-		return nil, fmt.Errorf("looking up scanning user %q: %w", p.Extract.User, err)
+		return nil, fmt.Errorf("%w: looking up scanning user %q ([extract] user): %w", ErrConfig,
+			p.Extract.User, err)
 	}
 	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
 	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
 	if err1 != nil || err2 != nil || uid == 0 {
-		return nil, fmt.Errorf("scanning user %q must be an unprivileged user", p.Extract.User)
+		return nil, fmt.Errorf("%w: scanning user %q ([extract] user) must be an unprivileged "+
+			"user", ErrConfig, p.Extract.User)
 	}
 	return &proc.Credential{UID: uint32(uid), GID: uint32(gid)}, nil
 }
@@ -74,6 +80,10 @@ func NewBackend(p *policy.Policy, stateDir string) (scanner.Backend, error) {
 			return nil, fmt.Errorf("setting up trivy: %w", err)
 		}
 		return b, nil
+	case policy.ScannerGrype:
+		return newGrype(p, stateDir)
+	case policy.ScannerQScanner:
+		return newQScanner(p, stateDir)
 	}
 	return nil, fmt.Errorf("unknown scanner %q", p.Scanner.Name)
 }
@@ -89,9 +99,13 @@ func New(p *policy.Policy) (*gate.Gate, error) {
 		return nil, err
 	}
 	stateDir := ""
+	var secret []byte
 	for _, s := range []*cache.Store{node, own} {
 		if s != nil && !s.ReadOnly() {
 			stateDir = filepath.Join(s.Dir(), "scanners")
+			if secret, err = LoadKeySecret(s.Dir()); err != nil {
+				return nil, err
+			}
 		}
 	}
 	backend, err := NewBackend(p, stateDir)
@@ -103,11 +117,15 @@ func New(p *policy.Policy) (*gate.Gate, error) {
 		// The node's scratch directory is root's; a user extracts under their own cache.
 		scratch = filepath.Join(own.Dir(), "scratch")
 	}
+	// An unusable shared tier (none named, or refused) only costs a scan at this launch.
+	shared, _ := OpenShared(p)
 	return &gate.Gate{
-		Policy:  p,
-		Node:    node,
-		User:    own,
-		Backend: backend,
+		Policy:    p,
+		Node:      node,
+		User:      own,
+		Shared:    shared,
+		Backend:   backend,
+		KeySecret: secret,
 		Extract: extract.Options{
 			ScratchDir:   scratch,
 			TmpfsDir:     p.Extract.TmpfsDir,

@@ -1,5 +1,5 @@
 // Command trivydb writes a small Trivy vulnerability DB for tests: DIR/db/trivy.db and
-// DIR/db/metadata.json, holding the real Debian 12 advisories listed in advisories.go.
+// DIR/db/metadata.json, holding the real Debian 12 advisories listed in advisories/advisories.go.
 //
 // Usage, from this directory:
 //
@@ -25,7 +25,12 @@ import (
 	"github.com/aquasecurity/trivy-db/pkg/types"
 	"github.com/aquasecurity/trivy-db/pkg/vulnsrc/vulnerability"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/scan-gate/scan-gate/testdata/trivydb/advisories"
 )
+
+// release is the Trivy DB bucket the advisories belong to.
+const release = "debian 12"
 
 // defaultUpdated is the fixed DB date used when -updated is not given, so that repeated runs
 // describe the same DB.
@@ -85,7 +90,7 @@ func writeDB(dbDir string) (err error) {
 
 	dbc := db.Config{}
 	err = dbc.BatchUpdate(func(tx *bolt.Tx) error {
-		for _, adv := range advisories {
+		for _, adv := range advisories.Debian12 {
 			if err := putAdvisory(dbc, tx, adv); err != nil {
 				return fmt.Errorf("putting %s: %w", adv.ID, err)
 			}
@@ -102,7 +107,7 @@ func writeDB(dbDir string) (err error) {
 	return dbc.DeleteAdvisoryDetailBucket()
 }
 
-func putAdvisory(dbc db.Config, tx *bolt.Tx, adv advisory) error {
+func putAdvisory(dbc db.Config, tx *bolt.Tx, adv advisories.Advisory) error {
 	severity, err := types.NewSeverity(adv.Severity)
 	if err != nil {
 		return err

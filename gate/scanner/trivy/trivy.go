@@ -195,6 +195,10 @@ func (b *Backend) scan(ctx context.Context, root string, target scanner.Target) 
 	if err != nil {
 		return nil, fmt.Errorf("reading trivy's report (trivy exited 0): %w", err)
 	}
+	// `scan-gate scan` keeps trivy's own report next to the gate's.
+	if err := scanner.KeepReportData(ctx, "trivy-report.json", data); err != nil {
+		return nil, err
+	}
 	rep, err := parseReport(data)
 	if err != nil {
 		return nil, fmt.Errorf("reading trivy's report %s: %w", reportPath, err)

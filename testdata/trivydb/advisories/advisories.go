@@ -1,11 +1,14 @@
-package main
+// Package advisories lists the real, public Debian 12 security fixes that the test fixture
+// vulnerability DBs hold: the Trivy DB written by testdata/trivydb and the Grype DB written
+// by testdata/grypedb read this one table, so both scanners know the same advisories.
+package advisories
 
-// An advisory is one real, public Debian security fix, as the fixture DB records it.
+// An Advisory is one real, public Debian security fix, as the fixture DBs record it.
 //
 // Every fixed version was checked against the "bookworm-security" entries of the packages'
 // /usr/share/doc/*/changelog.Debian.gz on a Debian 12 machine. Severities and CVSS v3 base
 // scores are NVD's.
-type advisory struct {
+type Advisory struct {
 	ID       string
 	Source   string // Debian source package: the key Debian advisories are filed under
 	Fixed    string // first fixed version in Debian 12 "bookworm"
@@ -15,10 +18,8 @@ type advisory struct {
 	Vector   string
 }
 
-// release is the Trivy DB bucket the advisories belong to.
-const release = "debian 12"
-
-var advisories = []advisory{
+// Debian12 are the advisories, all for Debian 12 "bookworm".
+var Debian12 = []Advisory{
 	{
 		ID: "CVE-2023-38545", Source: "curl", Fixed: "7.88.1-10+deb12u4", Severity: "CRITICAL",
 		Title:  "curl: heap based buffer overflow in the SOCKS5 proxy handshake",

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestOCIConfLines reads the oci.conf lines shipped in contrib/oci and checks that each
+// runtime command that goes through scan-gate is a check-bundle call whose flags parse and
+// which hands the untouched runc command line on.
+func TestOCIConfLines(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot(), "contrib", "oci", "oci.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := regexp.MustCompile(`(?m)^#?(RunTime\w+)="([^"]*)"$`)
+	patterns := strings.NewReplacer("%b", "/spool/bundle", "%j", "42", "%u", "alice",
+		"%U", "1000", "%n", "node1", "%s", "0", "%t", "0")
+	gated := 0
+	for _, m := range line.FindAllStringSubmatch(string(data), -1) {
+		words := strings.Fields(patterns.Replace(m[2]))
+		if words[0] == "runc" {
+			continue
+		}
+		gated++
+		if len(words) < 3 || words[0] != "/usr/local/bin/scan-gate" ||
+			words[1] != "hook" || words[2] != "check-bundle" {
+			t.Errorf("%s: %q is not a scan-gate hook check-bundle call", m[1], m[2])
+			continue
+		}
+		fs := newFlagSet("hook", io.Discard)
+		o := hookFlags(fs)
+		if err := fs.Parse(words[3:]); err != nil {
+			t.Errorf("%s: flags: %v", m[1], err)
+			continue
+		}
+		rest := fs.Args()
+		if o.who.JobID != "42" || o.who.User != "alice" || len(rest) < 3 ||
+			rest[0] != "/spool/bundle" || rest[1] != "--" || rest[2] != "runc" ||
+			!slices.Contains(rest, "/spool/bundle") {
+			t.Errorf("%s: job %q, user %q, rest %q", m[1], o.who.JobID, o.who.User, rest)
+		}
+	}
+	if gated != 2 {
+		t.Errorf("%d gated runtime commands, want RunTimeCreate and RunTimeRun", gated)
+	}
+}
