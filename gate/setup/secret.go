@@ -32,23 +32,29 @@ func LoadKeySecret(dir string) ([]byte, error) {
 
 	fresh := make([]byte, secretSize)
 	rand.Read(fresh)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return readSecret(path) // another process made it first
+	// Written whole under a temporary name, then linked into place: a concurrent reader
+	// sees no secret or all of it, and the first of several racing processes wins.
+	tmp, err := os.CreateTemp(dir, ".key.secret-")
+	if err != nil {
+		return nil, fmt.Errorf("creating content-key secret: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(fresh)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if closeErr := tmp.Close(); err == nil {
+		err = closeErr
 	}
 	if err != nil {
 		return nil, fmt.Errorf("creating content-key secret: %w", err)
 	}
-	if _, err := f.Write(fresh); err != nil {
-		f.Close()
-		os.Remove(path)
+	if err := os.Link(tmp.Name(), path); errors.Is(err, fs.ErrExist) {
+		return readSecret(path) // another process made it first
+	} else if err != nil {
 		return nil, fmt.Errorf("creating content-key secret: %w", err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("creating content-key secret: %w", err)
-	}
-	return fresh, f.Close()
+	return fresh, nil
 }
 
 // ReadKeySecret returns the secret of the cache in dir without creating one: nil when there
