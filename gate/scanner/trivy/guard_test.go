@@ -5,75 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/scan-gate/scan-gate/gate/scanner"
 )
-
-func TestFindPackageDB(t *testing.T) {
-	tests := []struct {
-		name    string
-		setup   func(t *testing.T, root string)
-		want    string
-		wantErr string
-	}{
-		{"none", func(t *testing.T, root string) {}, "", ""},
-		{"dpkg", func(t *testing.T, root string) {
-			writeFile(t, root, "var/lib/dpkg/status", "")
-		}, "var/lib/dpkg/status", ""},
-		{"distroless", func(t *testing.T, root string) {
-			writeFile(t, root, "var/lib/dpkg/status.d/base", "")
-		}, "var/lib/dpkg/status.d", ""},
-		{"apk", func(t *testing.T, root string) {
-			writeFile(t, root, "lib/apk/db/installed", "")
-		}, "lib/apk/db/installed", ""},
-		{"rpm sqlite", func(t *testing.T, root string) {
-			writeFile(t, root, "usr/lib/sysimage/rpm/rpmdb.sqlite", "")
-		}, "usr/lib/sysimage/rpm/rpmdb.sqlite", ""},
-		{"status is a dir component", func(t *testing.T, root string) {
-			writeFile(t, root, "var/lib/dpkg", "not a dir")
-		}, "", ""},
-		{"through a link out of the tree", func(t *testing.T, root string) {
-			outside := t.TempDir()
-			writeFile(t, outside, "dpkg/status", "")
-			mkdir(t, root, "var/lib")
-			symlink(t, filepath.Join(outside, "dpkg"), filepath.Join(root, "var/lib/dpkg"))
-		}, "", "goes through a symbolic link at var/lib/dpkg"},
-		{"status linked inside the tree", func(t *testing.T, root string) {
-			writeFile(t, root, "opt/pk/status", "")
-			mkdir(t, root, "var/lib/dpkg")
-			symlink(t, "../../../opt/pk/status", filepath.Join(root, "var/lib/dpkg/status"))
-		}, "", "goes through a symbolic link at var/lib/dpkg/status"},
-		{"status is a FIFO", func(t *testing.T, root string) {
-			mkdir(t, root, "var/lib/dpkg")
-			if err := syscall.Mkfifo(filepath.Join(root, "var/lib/dpkg/status"), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}, "", "not a file trivy can read"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			root := t.TempDir()
-			tt.setup(t, root)
-			got, err := findPackageDB(root)
-			if tt.wantErr != "" {
-				if !errors.Is(err, scanner.ErrIncomplete) ||
-					!strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("findPackageDB() = %v, want ErrIncomplete saying %q", err,
-						tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != tt.want {
-				t.Errorf("findPackageDB() = %q, want %q", got, tt.want)
-			}
-		})
-	}
-}
 
 func TestCheckBlindSpots(t *testing.T) {
 	debianRoot := t.TempDir()
@@ -113,55 +48,6 @@ func TestCheckBlindSpots(t *testing.T) {
 				!strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("checkBlindSpots() = %v, want ErrIncomplete saying %q",
 					err, tt.wantErr)
-			}
-		})
-	}
-}
-
-func TestFirstClosedDir(t *testing.T) {
-	// Readers are described relative to the directory's owner and group.
-	stranger := func(uid, gid uint32) reader {
-		return reader{uid: uid + 1, gids: []uint32{gid + 1}}
-	}
-	member := func(uid, gid uint32) reader {
-		return reader{uid: uid + 1, gids: []uint32{gid}}
-	}
-	superuser := func(uint32, uint32) reader { return reader{uid: 0} }
-
-	tests := []struct {
-		name   string
-		mode   os.FileMode
-		reader func(uid, gid uint32) reader
-		want   string
-	}{
-		{"open to all", 0o755, stranger, ""},
-		{"owner only, other user", 0o700, stranger, "a/b"},
-		{"group may", 0o750, member, ""},
-		{"group may not", 0o705, member, "a/b"},
-		{"search but no read", 0o711, stranger, "a/b"},
-		{"root reads all", 0o000, superuser, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			root := t.TempDir()
-			mkdir(t, root, "a/b/c")
-			dir := filepath.Join(root, "a/b")
-			info, err := os.Stat(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			st := info.Sys().(*syscall.Stat_t)
-			if err := os.Chmod(dir, tt.mode); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { os.Chmod(dir, 0o755) })
-
-			got, err := firstClosedDir(root, tt.reader(st.Uid, st.Gid))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != tt.want {
-				t.Errorf("firstClosedDir() = %q, want %q", got, tt.want)
 			}
 		})
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/scan-gate/scan-gate/gate/finding"
 	"github.com/scan-gate/scan-gate/gate/scanner"
+	"github.com/scan-gate/scan-gate/gate/scanner/internal/scanutil"
 )
 
 // Targets that are not image trees, for `scan-gate prewarm`: registry images (`trivy image`)
@@ -67,7 +68,7 @@ func (b *Backend) ScanRepo(ctx context.Context, target scanner.Target) (*finding
 	if err != nil || target.Root == "" {
 		return nil, fmt.Errorf("trivy: scanning source tree %q: no absolute path", target.Root)
 	}
-	closed, err := firstClosedDir(root, readerFor(target.Credential))
+	closed, err := scanutil.FirstClosed(root, scanutil.ReaderFor(target.Credential))
 	if err != nil {
 		return nil, fmt.Errorf("trivy: scanning source tree %s: %w", root, err)
 	}

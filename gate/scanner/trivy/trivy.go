@@ -28,6 +28,7 @@ import (
 
 	"github.com/scan-gate/scan-gate/gate/finding"
 	"github.com/scan-gate/scan-gate/gate/scanner"
+	"github.com/scan-gate/scan-gate/gate/scanner/internal/scanutil"
 	"github.com/scan-gate/scan-gate/internal/proc"
 )
 
@@ -153,12 +154,12 @@ func (b *Backend) scan(ctx context.Context, root string, target scanner.Target) 
 	}
 
 	// Trivy skips unreadable directories without a word: refuse before it starts.
-	closed, err := firstClosedDir(root, readerFor(target.Credential))
+	closed, err := scanutil.FirstClosed(root, scanutil.ReaderFor(target.Credential))
 	if err != nil {
 		return nil, err
 	}
 	if closed != "" {
-		return nil, fmt.Errorf("the scanning user may not list directory %s: %w",
+		return nil, fmt.Errorf("the scanning user may not read %s: %w",
 			closed, scanner.ErrIncomplete)
 	}
 

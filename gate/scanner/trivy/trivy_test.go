@@ -333,7 +333,7 @@ func TestScanIncomplete(t *testing.T) {
 		}, "could not read 2 file(s) of the image, first etc/debian_version"},
 		{"unreadable directory", func(t *testing.T, root string) {
 			chmod(t, filepath.Join(root, "var/lib/dpkg"), 0o000)
-		}, "may not list directory var/lib/dpkg"},
+		}, "may not read var/lib/dpkg"},
 	}
 	b := newRealBackend(t, readOnlyDB(t))
 	for _, tt := range tests {
@@ -351,8 +351,8 @@ func TestScanIncomplete(t *testing.T) {
 	}
 }
 
-// TestScanUnreadablePackageDB: Trivy's dpkg analyzer fails outright on a status file it may
-// not read; the gate passes that on as an error with Trivy's last words.
+// TestScanUnreadablePackageDB: a status file the scanning user may not read is found before
+// trivy runs (trivy's dpkg analyzer would fail on it), and the scan is incomplete.
 func TestScanUnreadablePackageDB(t *testing.T) {
 	b := newRealBackend(t, readOnlyDB(t))
 	root := debianTree(t, vulnerable)
@@ -360,8 +360,12 @@ func TestScanUnreadablePackageDB(t *testing.T) {
 	t.Cleanup(func() { chmodAll(root) })
 
 	_, err := scanTree(t, b, root)
-	if err == nil || !strings.Contains(err.Error(), "var/lib/dpkg/status: permission denied") {
-		t.Fatalf("Scan() error = %v, want trivy's permission error", err)
+	want := "var/lib/dpkg/status"
+	if os.Geteuid() != 0 {
+		want = "var/lib/dpkg/status: permission denied" // the pre-check applies to others
+	}
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Scan() error = %v, want one naming %s", err, want)
 	}
 }
 

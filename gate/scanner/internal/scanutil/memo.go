@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -92,7 +93,7 @@ func (m *Memo) load(key FileKey) (string, bool) {
 	if m.StateDir == "" {
 		return "", false
 	}
-	data, err := os.ReadFile(m.path(key.Path))
+	data, err := readOwnFile(m.path(key.Path))
 	if err != nil {
 		return "", false
 	}
@@ -146,4 +147,26 @@ func ContentVersion(path string) (string, error) {
 		return "", fmt.Errorf("hashing %s: %w", path, err)
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))[:12], nil
+}
+
+// readOwnFile reads a small file only when it and its directory belong to this process's user
+// and no one else may write them: a memo planted by another user must not name the scanner.
+func readOwnFile(path string) ([]byte, error) {
+	for _, p := range []string{filepath.Dir(path), path} {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return nil, err
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok || st.Uid != uint32(os.Geteuid()) || fi.Mode().Perm()&0o022 != 0 ||
+			fi.Mode()&fs.ModeSymlink != 0 {
+			return nil, fmt.Errorf("%s is not this user's own file", p)
+		}
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, 64<<10))
 }

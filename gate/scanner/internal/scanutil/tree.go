@@ -1,6 +1,6 @@
 // Package scanutil holds what the grype and qscanner backends share: checks on the tree
 // before a scanner sees it, remembering a tool's version across processes, and keeping the
-// tail of a scanner's log. (The trivy backend has its own copies of the first two.)
+// tail of a scanner's log.
 package scanutil
 
 import (
@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/scan-gate/scan-gate/gate/scanner"
 	"github.com/scan-gate/scan-gate/internal/proc"
 )
 
@@ -30,8 +31,10 @@ var PackageDBs = []string{
 	"usr/lib/sysimage/rpm/rpmdb.sqlite",
 }
 
-// FindPackageDB returns the first package database present in the tree, or "". A path
-// through a symbolic link does not count: scanners do not follow links either.
+// FindPackageDB returns the first package database present in the tree, or "". Scanners
+// follow no symbolic links, so a database reached through one, or one that is not a regular
+// file or directory (a FIFO, a device), would be silently skipped while the runtime uses it:
+// that is an error wrapping scanner.ErrIncomplete, not an absent database.
 func FindPackageDB(root string) (string, error) {
 	for _, name := range PackageDBs {
 		present, err := presentNoLinks(root, name)
@@ -45,6 +48,8 @@ func FindPackageDB(root string) (string, error) {
 	return "", nil
 }
 
+// presentNoLinks reports whether root/rel exists with no symbolic link on the way. A link
+// or a special file on the way is an error: the runtime would follow it, a scanner would not.
 func presentNoLinks(root, rel string) (bool, error) {
 	path := root
 	for part := range strings.SplitSeq(rel, "/") {
@@ -56,10 +61,23 @@ func presentNoLinks(root, rel string) (bool, error) {
 		case err != nil:
 			return false, fmt.Errorf("looking for %s in %s: %w", rel, root, err)
 		case info.Mode()&fs.ModeSymlink != 0:
-			return false, nil
+			return false, fmt.Errorf("the package database path %s goes through a symbolic "+
+				"link at %s, which scanners do not follow: %w", rel, relTo(root, path),
+				scanner.ErrIncomplete)
+		case !info.Mode().IsRegular() && !info.IsDir():
+			return false, fmt.Errorf("%s in the image is %v, not a file a scanner can read: %w",
+				relTo(root, path), info.Mode().Type(), scanner.ErrIncomplete)
 		}
 	}
 	return true, nil
+}
+
+func relTo(root, path string) string {
+	rel, err := filepath.Rel(root, path)
+	if err != nil {
+		return path
+	}
+	return rel
 }
 
 // Reader is the user a scan runs as, for checking what it may read.
