@@ -205,6 +205,10 @@ func backgroundRescan(o *checkOptions) func(string) error {
 		args = append(args, "--user", o.who.User, "--", img)
 		cmd := exec.Command(self, args...)
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+		// The QScanner backend's access token, when it comes from the environment.
+		if token, ok := os.LookupEnv("QUALYS_ACCESS_TOKEN"); ok {
+			cmd.Env = append(cmd.Env, "QUALYS_ACCESS_TOKEN="+token)
+		}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 		if err := cmd.Start(); err != nil {
 			return err

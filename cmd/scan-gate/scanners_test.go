@@ -31,6 +31,8 @@ func setupScanners(t *testing.T) scriptScanners {
 		s.grypeDB = scantest.SharedGrypeDB(t)
 	}
 	s.double = scantest.QScannerDouble(t)
+	// TestScripts is this binary's only user of scantest.
+	t.Cleanup(scantest.Remove)
 	return s
 }
 

@@ -148,7 +148,9 @@ func TestWriteNoDecision(t *testing.T) {
 			Results     []any
 			Invocations []struct {
 				ExecutionSuccessful bool
-				Notifications       []struct{ Message struct{ Text string } } `json:"toolExecutionNotifications"`
+				Notifications       []struct {
+					Message struct{ Text string }
+				} `json:"toolExecutionNotifications"`
 			}
 		}
 	}

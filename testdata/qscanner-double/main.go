@@ -20,6 +20,7 @@
 //
 //	allow, deny, audit  the platform's verdict in evaluate-policy mode (exit 0, 42, 43)
 //	40, 41              the platform failures: no report (40), no policy result (41)
+//	blind               as if the dpkg database could not be read: no packages in any output
 //	garbage             exit 0 with a report that is not JSON
 //	empty               exit 0 with an empty report
 //	noreport            exit 0 without writing anything
@@ -295,6 +296,9 @@ func scan(inv invocation, scenario, self string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ERROR\t", err)
 		return 1
+	}
+	if scenario == "blind" {
+		tree.packages = nil
 	}
 	if tree.osID == "" {
 		fmt.Fprintln(os.Stderr, "ERROR\tOS not found in the target")

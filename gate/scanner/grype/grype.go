@@ -43,8 +43,8 @@ const (
 
 // ownedFlags are the flags the backend sets itself; ExtraArgs may not change them.
 var ownedFlags = []string{
-	"-o", "--output", "--file", "-c", "--config", "-q", "--quiet", "-v", "--verbose",
-	"-vv", "-vvv", "--profile", "--from", "--add-cpes-if-none", "--distro",
+	"-o", "--output", "--file", "-c", "--config", "-q", "--quiet", "--verbose",
+	"--profile", "--from", "--add-cpes-if-none", "--distro",
 }
 
 // Config configures a Backend.
@@ -98,8 +98,8 @@ func New(cfg Config) (*Backend, error) {
 	}
 	for _, arg := range cfg.ExtraArgs {
 		name, _, _ := strings.Cut(arg, "=")
-		if slices.Contains(ownedFlags, name) || strings.HasPrefix(name, "-v") &&
-			strings.Trim(name, "-v") == "" {
+		verbosity := strings.HasPrefix(name, "-v") && strings.Trim(name, "v") == "-"
+		if slices.Contains(ownedFlags, name) || verbosity {
 			return nil, fmt.Errorf("grype: extra argument %q changes a flag the gate sets", arg)
 		}
 	}

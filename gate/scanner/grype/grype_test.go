@@ -259,7 +259,7 @@ func TestScanRefusesBadRuns(t *testing.T) {
 	const good = `{"matches":[],"distro":{"name":"debian","version":"12.5"},` +
 		`"descriptor":{"name":"grype","version":"9.9.9"}}`
 	writeGood := `printf '%s' '` + good + `' > "$out"; ` +
-		`for a in "$@"; do :; done; echo '{"components":[{"purl":"pkg:deb/debian/x@1"}]}' ` +
+		`echo '{"components":[{"purl":"pkg:deb/debian/x@1"}]}' ` +
 		`> "$(dirname "$out")/sbom.cdx.json"`
 	tests := []struct {
 		name, body, wantErr string
@@ -293,7 +293,8 @@ func TestScanAcceptsExit2(t *testing.T) {
 	report := `{"matches":[],"distro":{"name":"debian","version":"12.5"},` +
 		`"descriptor":{"name":"grype","version":"9.9.9"}}`
 	b := fakeGrype(t, `printf '%s' '`+report+`' > "$out"; `+
-		`echo '{"components":[{"purl":"pkg:deb/debian/x@1"}]}' > "$(dirname "$out")/sbom.cdx.json"; exit 2`)
+		`echo '{"components":[{"purl":"pkg:deb/debian/x@1"}]}' `+
+		`> "$(dirname "$out")/sbom.cdx.json"; exit 2`)
 	scan, err := b.Scan(context.Background(), tree(t, testimage.Patched))
 	if err != nil || scan.ScannerVersion != "9.9.9" {
 		t.Fatalf("scan %+v, %v; want a clean scan by 9.9.9", scan, err)
@@ -302,7 +303,8 @@ func TestScanAcceptsExit2(t *testing.T) {
 
 func TestNewRefusesOwnedFlags(t *testing.T) {
 	for _, arg := range []string{"-o", "--output=table", "--file", "-vv", "-q", "--config"} {
-		if _, err := New(Config{Path: "/bin/sh", DBDir: "/x", ExtraArgs: []string{arg}}); err == nil {
+		_, err := New(Config{Path: "/bin/sh", DBDir: "/x", ExtraArgs: []string{arg}})
+		if err == nil {
 			t.Errorf("extra argument %q accepted", arg)
 		}
 	}

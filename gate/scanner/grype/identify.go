@@ -90,13 +90,8 @@ func (b *Backend) query(ctx context.Context, v any, args ...string) error {
 		}
 	}
 
-	env := b.env(home)
-	for i, kv := range env {
-		if len(kv) > 19 && kv[:19] == "GRYPE_DB_CACHE_DIR=" {
-			env[i] = "GRYPE_DB_CACHE_DIR=" + b.cfg.DBDir
-		}
-	}
-	res, err := proc.Run(ctx, proc.Cmd{Path: b.path, Args: args, Dir: home, Env: env})
+	res, err := proc.Run(ctx, proc.Cmd{Path: b.path, Args: args, Dir: home,
+		Env: b.env(home, b.cfg.DBDir)})
 	if err != nil {
 		return fmt.Errorf("running grype %s: %w", args[0], err)
 	}

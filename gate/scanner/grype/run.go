@@ -55,8 +55,9 @@ func (b *Backend) pinDB() (string, error) {
 	return dbDir, nil
 }
 
-// env is the whole environment of a grype process: offline, and blind to any config file.
-func (b *Backend) env(work string) []string {
+// env is the whole environment of a grype process run in work with the DB cache dir
+// dbCache: offline, and blind to any config file.
+func (b *Backend) env(work, dbCache string) []string {
 	validate := "true"
 	maxAge := b.cfg.MaxDBAge
 	if maxAge == 0 {
@@ -68,7 +69,7 @@ func (b *Backend) env(work string) []string {
 		"XDG_CONFIG_HOME=" + filepath.Join(work, "config"),
 		"XDG_CONFIG_DIRS=" + filepath.Join(work, "config"),
 		"XDG_CACHE_HOME=" + filepath.Join(work, "cache"),
-		"GRYPE_DB_CACHE_DIR=" + filepath.Join(work, "db"),
+		"GRYPE_DB_CACHE_DIR=" + dbCache,
 		"GRYPE_DB_AUTO_UPDATE=false",
 		"GRYPE_DB_REQUIRE_UPDATE_CHECK=false",
 		"GRYPE_CHECK_FOR_APP_UPDATE=false",
@@ -92,7 +93,7 @@ func (r *run) exec(ctx context.Context, source string, outputs ...string) (*repo
 	defer cancel()
 	start := time.Now()
 	res, err := proc.Run(runCtx, proc.Cmd{Path: r.b.path, Args: args, Dir: r.work,
-		Env: r.b.env(r.work), Credential: r.cred, Stderr: log})
+		Env: r.b.env(r.work, filepath.Join(r.work, "db")), Credential: r.cred, Stderr: log})
 	log.Flush()
 	switch {
 	case errors.Is(err, proc.ErrKilled):

@@ -12,6 +12,7 @@ import (
 
 	"github.com/scan-gate/scan-gate/gate/finding"
 	"github.com/scan-gate/scan-gate/gate/scanner"
+	"github.com/scan-gate/scan-gate/gate/scanner/internal/scanutil"
 )
 
 // matchInventory hands the CycloneDX SBOM of an inventory-only run to the matcher. Without a
@@ -57,6 +58,35 @@ func (b *Backend) matchInventory(ctx context.Context, out *outcome, target scann
 		OS:             matched.OS,
 		Findings:       finding.Normalize(matched.Findings),
 	}, nil
+}
+
+// checkInventory refuses a run that did not see the tree's OS packages: when the tree has a
+// package database, QScanner's CycloneDX SBOM (asked for with --format) must list
+// distribution packages. A missing SBOM cannot show it, so it is refused too.
+func checkInventory(dir, root string) error {
+	pkgDB, err := scanutil.FindPackageDB(root)
+	if err != nil || pkgDB == "" {
+		return err
+	}
+	sboms, err := glob(dir, "*.cyclonedx.json")
+	if err != nil {
+		return err
+	}
+	if len(sboms) == 0 {
+		return fmt.Errorf("the tree has a package database (%s), and qscanner wrote no "+
+			"CycloneDX SBOM (*.cyclonedx.json) to show it read it: %w", pkgDB,
+			scanner.ErrIncomplete)
+	}
+	data, err := scanner.ReadReport(sboms[0])
+	if err != nil {
+		return fmt.Errorf("reading qscanner's SBOM: %w", err)
+	}
+	if n, _ := scanutil.OSPackages(data); n == 0 {
+		return fmt.Errorf("qscanner's SBOM lists no distribution packages, but the tree has "+
+			"a package database (%s): refusing to call it clean: %w", pkgDB,
+			scanner.ErrIncomplete)
+	}
+	return nil
 }
 
 // Trivy's CycloneDX properties for a package's source (pkg/sbom/core).

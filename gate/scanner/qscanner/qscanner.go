@@ -19,8 +19,9 @@
 //     (--shell-commands "uname -a=..."), which the container shares. Nothing of the image is
 //     ever run.
 //
-// What QScanner writes when it could not read part of the tree is not known: the gate refuses
-// a tree with entries the scanning user may not read before QScanner starts.
+// What QScanner writes when it could not read part of the tree is not known. The gate refuses
+// a tree with entries the scanning user may not read before QScanner starts, and a tree
+// with a package database whose packages QScanner's CycloneDX SBOM does not list after.
 package qscanner
 
 import (
@@ -278,6 +279,9 @@ func (b *Backend) scan(ctx context.Context, root string, target scanner.Target) 
 
 	out, err := b.run(ctx, root, target, token)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkInventory(out.dir, root); err != nil {
 		return nil, err
 	}
 

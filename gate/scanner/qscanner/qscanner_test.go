@@ -209,6 +209,36 @@ func TestScanFailures(t *testing.T) {
 	}
 }
 
+// A run whose inventory shows it did not read the tree's packages is refused, not clean.
+func TestBlindRun(t *testing.T) {
+	t.Setenv(TokenEnv, testToken)
+	for _, mode := range []string{ModeEvaluatePolicy, ModeGetReport, ModeInventoryOnly} {
+		t.Run(mode, func(t *testing.T) {
+			b := backend(t, double(t, "blind"), Config{Mode: mode})
+			_, err := b.Scan(t.Context(), tree(t, testimage.Vulnerable))
+			if !errors.Is(err, scanner.ErrIncomplete) || !strings.Contains(err.Error(),
+				"qscanner's SBOM lists no distribution packages") {
+				t.Fatalf("error %v, want ErrIncomplete", err)
+			}
+		})
+	}
+	if os.Geteuid() != 0 {
+		return
+	}
+	// A directory the scanning user may not list is refused before qscanner starts.
+	dir := double(t, "allow")
+	target := tree(t, testimage.Vulnerable)
+	os.Mkdir(filepath.Join(target.Root, "opt"), 0o700)
+	_, err := backend(t, dir, Config{}).Scan(t.Context(), target)
+	if !errors.Is(err, scanner.ErrIncomplete) || !strings.Contains(err.Error(),
+		"may not read opt") {
+		t.Fatalf("error %v, want ErrIncomplete for opt", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "invocations.jsonl")); err == nil {
+		t.Error("qscanner was started on a tree it cannot read")
+	}
+}
+
 func TestNoOSFound(t *testing.T) {
 	t.Setenv(TokenEnv, testToken)
 	b := backend(t, double(t, "allow"), Config{})

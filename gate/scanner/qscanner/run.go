@@ -60,9 +60,9 @@ func (b *Backend) run(ctx context.Context, root string, target scanner.Target,
 		Dir: work, Env: env, Credential: target.Credential, Stderr: log})
 	log.Flush()
 
-	if keepErr := keepOutput(ctx, out, token); keepErr != nil {
-		return nil, keepErr
-	}
+	// Whatever happened, the files it wrote are kept for `scan-gate scan`; failing to keep
+	// them is reported only when the scan itself worked.
+	keepErr := keepOutput(ctx, out, token)
 	switch {
 	case errors.Is(err, proc.ErrKilled):
 		return nil, fmt.Errorf("running qscanner: killed with its process group after %s: "+
@@ -94,6 +94,9 @@ func (b *Backend) run(ctx context.Context, root string, target scanner.Target,
 		return nil, fmt.Errorf("qscanner exit status %d means %s, which only mode %s "+
 			"gives, not %s; stderr ends:\n%s", code, strings.ToUpper(verdict),
 			ModeEvaluatePolicy, b.cfg.Mode, log.Tail())
+	}
+	if keepErr != nil {
+		return nil, keepErr
 	}
 	return &outcome{dir: out, verdict: verdict}, nil
 }

@@ -76,11 +76,12 @@ func TestParseSARIFRefuses(t *testing.T) {
 
 func TestUpstream(t *testing.T) {
 	tests := map[string][2]string{
-		"pkg:deb/debian/libc6@2.36-9?arch=amd64&upstream=glibc":            {"glibc", ""},
-		"pkg:deb/debian/libc6@2.36-9?upstream=glibc%402.36-9&arch=amd64":   {"glibc", "2.36-9"},
-		"pkg:deb/debian/curl@7.88.1?arch=amd64":                            {"", ""},
-		"pkg:npm/left-pad@1.0.0?upstream=x":                                {"", ""},
-		"pkg:rpm/redhat/openssl-libs@3.0.7?upstream=openssl-3.0.7.src.rpm": {"openssl-3.0.7.src.rpm", ""},
+		"pkg:deb/debian/libc6@2.36-9?arch=amd64&upstream=glibc":          {"glibc", ""},
+		"pkg:deb/debian/libc6@2.36-9?upstream=glibc%402.36-9&arch=amd64": {"glibc", "2.36-9"},
+		"pkg:deb/debian/curl@7.88.1?arch=amd64":                          {"", ""},
+		"pkg:npm/left-pad@1.0.0?upstream=x":                              {"", ""},
+		"pkg:rpm/redhat/openssl-libs@3.0.7?upstream=openssl-3.0.7.src.rpm": {
+			"openssl-3.0.7.src.rpm", ""},
 	}
 	for purl, want := range tests {
 		if name, version := upstream(purl); name != want[0] || version != want[1] {

@@ -1,0 +1,9 @@
+package scanner_test
+
+import (
+	"testing"
+
+	"github.com/scan-gate/scan-gate/internal/scantest"
+)
+
+func TestMain(m *testing.M) { scantest.Main(m) }
