@@ -74,8 +74,9 @@ func TestEvaluate(t *testing.T) {
 	}{
 		{name: "no findings", action: Allow, counts: map[string]int{},
 			reason: `no findings at or above the warn threshold "high"`},
-		{name: "critical blocks by default", findings: []finding.Finding{criticalFixed, mediumFixed},
-			action: Block, blocking: []string{"CVE-2023-38545"},
+		{name: "critical blocks by default",
+			findings: []finding.Finding{criticalFixed, mediumFixed},
+			action:   Block, blocking: []string{"CVE-2023-38545"},
 			counts: map[string]int{"critical": 1, "medium": 1}},
 		{name: "high warns by default", findings: []finding.Finding{highFixed},
 			action: Warn, warning: []string{"CVE-2024-1000"}, counts: map[string]int{"high": 1}},

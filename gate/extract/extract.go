@@ -112,7 +112,8 @@ func Extract(ctx context.Context, im *image.Image, opts Options) (*Tree, error) 
 	return tree, nil
 }
 
-func (t *Tree) fill(ctx context.Context, tool string, im *image.Image, cred *proc.Credential) error {
+func (t *Tree) fill(ctx context.Context, tool string, im *image.Image,
+	cred *proc.Credential) error {
 	if err := t.run.Mkdir("scan"); err != nil {
 		return fmt.Errorf("extracting %s: %w", im.Path, err)
 	}

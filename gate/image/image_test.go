@@ -30,7 +30,8 @@ func squashfsData(t testing.TB) []byte {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "fs.squashfs")
-	if err := testimage.Squashfs(context.Background(), filepath.Join(dir, "root"), out); err != nil {
+	root := filepath.Join(dir, "root")
+	if err := testimage.Squashfs(context.Background(), root, out); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(out)

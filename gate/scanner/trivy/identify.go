@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/scan-gate/scan-gate/gate/scanner"
+	"github.com/scan-gate/scan-gate/gate/scanner/internal/scanutil"
 )
 
 // versionTimeout bounds `trivy version`, which reads no DB and should take well under a
@@ -185,7 +185,7 @@ func (b *Backend) loadMemo(key binaryKey) (*versionMemo, bool) {
 	if b.cfg.StateDir == "" {
 		return nil, false
 	}
-	data, err := readOwnFile(b.memoPath())
+	data, err := scanutil.ReadOwnFile(b.memoPath())
 	if err != nil {
 		return nil, false
 	}
@@ -229,27 +229,4 @@ func (b *Backend) saveMemo(memo *versionMemo) error {
 		return fmt.Errorf("saving the trivy version: %w", err)
 	}
 	return nil
-}
-
-// readOwnFile reads a small file only when it and its directory belong to this process's user
-// and no one else may write them: a version memo planted by another user must not name the
-// scanner.
-func readOwnFile(path string) ([]byte, error) {
-	for _, p := range []string{filepath.Dir(path), path} {
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return nil, err
-		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok || st.Uid != uint32(os.Geteuid()) || fi.Mode().Perm()&0o022 != 0 ||
-			fi.Mode()&fs.ModeSymlink != 0 {
-			return nil, fmt.Errorf("%s is not this user's own file", p)
-		}
-	}
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, 64<<10))
 }

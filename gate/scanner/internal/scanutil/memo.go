@@ -93,7 +93,7 @@ func (m *Memo) load(key FileKey) (string, bool) {
 	if m.StateDir == "" {
 		return "", false
 	}
-	data, err := readOwnFile(m.path(key.Path))
+	data, err := ReadOwnFile(m.path(key.Path))
 	if err != nil {
 		return "", false
 	}
@@ -149,9 +149,9 @@ func ContentVersion(path string) (string, error) {
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))[:12], nil
 }
 
-// readOwnFile reads a small file only when it and its directory belong to this process's user
+// ReadOwnFile reads a small file only when it and its directory belong to this process's user
 // and no one else may write them: a memo planted by another user must not name the scanner.
-func readOwnFile(path string) ([]byte, error) {
+func ReadOwnFile(path string) ([]byte, error) {
 	for _, p := range []string{filepath.Dir(path), path} {
 		fi, err := os.Lstat(p)
 		if err != nil {

@@ -169,7 +169,8 @@ func TestFindPackageDBTable(t *testing.T) {
 		}, "", "goes through a symbolic link at var/lib/dpkg/status"},
 		{"status is a FIFO", func(t *testing.T, root string) {
 			mkdir(t, root, "var/lib/dpkg")
-			if err := syscall.Mkfifo(filepath.Join(root, "var/lib/dpkg/status"), 0o644); err != nil {
+			status := filepath.Join(root, "var/lib/dpkg/status")
+			if err := syscall.Mkfifo(status, 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}, "", "not a file a scanner can read"},
