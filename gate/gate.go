@@ -49,6 +49,10 @@ type Request struct {
 	Who   policy.Subject
 	// Rescan ignores cached results and scans now (the background rescan uses it).
 	Rescan bool
+	// NotBefore, with Rescan, accepts a fresh result stored at or after this time instead of
+	// scanning again: launches that each started a background rescan of one image while
+	// another scan ran are then served by that one scan.
+	NotBefore time.Time
 }
 
 // Cache outcomes recorded in a Result.

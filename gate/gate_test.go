@@ -233,3 +233,25 @@ func TestUnscannableImage(t *testing.T) {
 			res.Verdict.Unscannable)
 	}
 }
+
+// TestRescansShareOneScan: background rescans that waited for another scan of the image
+// take its result instead of scanning again.
+func TestRescansShareOneScan(t *testing.T) {
+	f := newFixture(t)
+	start := time.Now()
+	rescan := func() Result {
+		return f.gate.Check(context.Background(), Request{Image: f.patched, Rescan: true,
+			NotBefore: start})
+	}
+	if res := rescan(); res.Cache != CacheMiss {
+		t.Fatalf("first rescan: cache %s, error %q", res.Cache, res.Error)
+	}
+	if res := rescan(); res.Cache != CacheHit || f.backend.runs.Load() != 1 {
+		t.Fatalf("second rescan: cache %s, runs %d", res.Cache, f.backend.runs.Load())
+	}
+	// A forced rescan (no NotBefore) scans again.
+	f.gate.Check(context.Background(), Request{Image: f.patched, Rescan: true})
+	if f.backend.runs.Load() != 2 {
+		t.Fatalf("forced rescan: runs %d, want 2", f.backend.runs.Load())
+	}
+}

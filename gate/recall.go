@@ -155,11 +155,10 @@ func (g *Gate) lockAndScan(ctx context.Context, res *Result, req Request, im *im
 	defer unlock()
 
 	// Whoever held the lock before us may have stored the result meanwhile.
-	if !req.Rescan {
-		if entry, err := store.Get(key); err == nil && g.staleness(entry, ident) == "" {
-			res.Cache = CacheHit
-			return &entry.Scan, nil
-		}
+	if entry, err := store.Get(key); err == nil && g.staleness(entry, ident) == "" &&
+		(!req.Rescan || !req.NotBefore.IsZero() && !entry.StoredAt.Before(req.NotBefore)) {
+		res.Cache = CacheHit
+		return &entry.Scan, nil
 	}
 
 	scan, err := g.scan(ctx, res, im, ident)

@@ -13,10 +13,10 @@ import (
 	"os/user"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/scan-gate/scan-gate/gate"
 	"github.com/scan-gate/scan-gate/gate/audit"
-	"github.com/scan-gate/scan-gate/gate/extract"
 	"github.com/scan-gate/scan-gate/gate/setup"
 	"github.com/scan-gate/scan-gate/policy"
 )
@@ -54,6 +54,7 @@ type checkOutput struct {
 }
 
 func runCheck(args []string, stdout, stderr io.Writer, rescan bool) (int, error) {
+	started := time.Now()
 	name := "check"
 	if rescan {
 		name = "rescan"
@@ -90,7 +91,7 @@ func runCheck(args []string, stdout, stderr io.Writer, rescan bool) (int, error)
 	} else {
 		g.Background = backgroundRescan(o)
 	}
-	if n, _ := extract.Sweep(g.Extract.ScratchDir); n > 0 {
+	if n, _ := g.Extract.Sweep(); n > 0 {
 		log.Debug("swept scratch directories of killed runs", "count", n)
 	}
 
@@ -99,7 +100,11 @@ func runCheck(args []string, stdout, stderr io.Writer, rescan bool) (int, error)
 
 	out := checkOutput{Action: policy.Allow, Policy: p.Digest(), Who: o.who}
 	for _, img := range images {
-		res := g.Check(ctx, gate.Request{Image: img, Who: o.who, Rescan: rescan})
+		req := gate.Request{Image: img, Who: o.who, Rescan: rescan}
+		if rescan {
+			req.NotBefore = started
+		}
+		res := g.Check(ctx, req)
 		log.Debug("checked", "image", img, "action", res.Action, "cache", res.Cache,
 			"key", res.Key, "hashed_bytes", res.HashedBytes, "error", res.Error)
 		who := o.who

@@ -41,6 +41,23 @@ type Options struct {
 	Limit *Limit
 }
 
+// tmpfsBase is this user's own directory in the tmpfs: a shared tmpfs such as /dev/shm lets
+// anyone with the scanning user's uid rename entries in it, so run directories never sit
+// there directly.
+func (o Options) tmpfsBase() string {
+	return filepath.Join(o.TmpfsDir, "scan-gate-"+strconv.Itoa(os.Geteuid()))
+}
+
+// Sweep removes the run directories of killed runs in the scratch and tmpfs directories.
+func (o Options) Sweep() (int, error) {
+	n, err := Sweep(o.ScratchDir)
+	if o.TmpfsDir != "" {
+		m, _ := Sweep(o.tmpfsBase())
+		n += m
+	}
+	return n, err
+}
+
 // ErrIncomplete marks an extraction that did not write the whole tree.
 var ErrIncomplete = errors.New("extraction incomplete")
 
@@ -88,8 +105,8 @@ func Extract(ctx context.Context, im *image.Image, opts Options) (*Tree, error) 
 	}
 	base, onTmpfs := opts.ScratchDir, false
 	if opts.TmpfsDir != "" && size != unknownSize && size <= opts.MemoryBudget &&
-		fitsTmpfs(opts.TmpfsDir, size) {
-		base, onTmpfs = opts.TmpfsDir, true
+		fitsTmpfs(opts.TmpfsDir, size) && safeBase(opts.tmpfsBase()) == nil {
+		base, onTmpfs = opts.tmpfsBase(), true
 	}
 	if size != unknownSize {
 		if err := checkRoom(base, size); err != nil {

@@ -28,8 +28,8 @@ type RunDir struct {
 
 // NewRunDir creates a fresh private directory under base, owned by cred's user when set.
 func NewRunDir(base string, cred *proc.Credential) (*RunDir, error) {
-	if err := os.MkdirAll(base, 0o755); err != nil {
-		return nil, fmt.Errorf("creating scratch directory: %w", err)
+	if err := safeBase(base); err != nil {
+		return nil, err
 	}
 	var random [8]byte
 	rand.Read(random[:])
@@ -53,6 +53,29 @@ func NewRunDir(base string, cred *proc.Credential) (*RunDir, error) {
 		}
 	}
 	return &RunDir{Path: path, lock: lock}, nil
+}
+
+// safeBase creates base if needed and makes sure that no one but this process's user may
+// create, rename or remove entries in it: otherwise whoever may could swap an extracted tree
+// for a clean one between extraction and scan, and have that verdict cached for the image.
+func safeBase(base string) error {
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return fmt.Errorf("creating scratch directory: %w", err)
+	}
+	fi, err := os.Lstat(base)
+	if err != nil {
+		return fmt.Errorf("checking scratch directory: %w", err)
+	}
+	uid, _ := ownerOf(fi)
+	switch {
+	case !fi.IsDir():
+		return fmt.Errorf("scratch directory %s is not a directory (a link?)", base)
+	case uid != os.Geteuid() || fi.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("scratch directory %s is not safe to unpack in: it must belong to "+
+			"uid %d and be writable by no one else (owner uid %d, mode %v)", base,
+			os.Geteuid(), uid, fi.Mode().Perm())
+	}
+	return nil
 }
 
 // Mkdir makes a subdirectory of the run directory with the run directory's owner.

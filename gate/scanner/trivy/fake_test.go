@@ -50,7 +50,7 @@ func metadataOnlyDB(t *testing.T, updated string) string {
 
 func TestScanRefusesBadRuns(t *testing.T) {
 	const good = `{"SchemaVersion":2,"Metadata":{"OS":{"Family":"debian","Name":"12.5"}},` +
-		`"Results":[]}`
+		`"Results":[{"Target":"debian 12.5","Class":"os-pkgs"}]}`
 	t.Setenv("TRIVY_LEAKED", "caller's secret")
 	tests := []struct {
 		name, body, wantErr string
@@ -77,9 +77,9 @@ func TestScanRefusesBadRuns(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			scan, err := b.Scan(t.Context(), scanner.Target{
-				Root: t.TempDir(), ScratchDir: t.TempDir(),
-			})
+			root := t.TempDir()
+			writeFile(t, root, "var/lib/dpkg/status", "Package: x\n")
+			scan, err := b.Scan(t.Context(), scanner.Target{Root: root, ScratchDir: t.TempDir()})
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("Scan() error = %v", err)

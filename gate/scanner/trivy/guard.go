@@ -29,6 +29,11 @@ func checkBlindSpots(rep *report, root string, log *stderrLog) error {
 	if err != nil {
 		return err
 	}
+	if pkgDB == "" && rep.osName() != "" {
+		// An operating system whose package database is gone: what is installed is unknown.
+		return fmt.Errorf("trivy detected %s but the image has no package database, so its "+
+			"installed packages cannot be checked: %w", rep.osName(), scanner.ErrIncomplete)
+	}
 	if pkgDB == "" && rep.osName() == "" {
 		// Nothing tells what is installed: the image's OS packages cannot be checked.
 		return fmt.Errorf("trivy detected no operating system and the image has no package "+

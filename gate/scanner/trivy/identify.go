@@ -23,7 +23,8 @@ import (
 const versionTimeout = 30 * time.Second
 
 // Identify returns trivy's version, run for at most once per binary, and the date of the DB
-// in DBDir. It starts no process when the version is already known.
+// in DBDir. It starts no process when the version is already known. When only the DB cannot
+// be read, the Identity returned with the error still holds the name and version.
 func (b *Backend) Identify(ctx context.Context) (scanner.Identity, error) {
 	version, err := b.version(ctx)
 	if err != nil {
@@ -31,7 +32,7 @@ func (b *Backend) Identify(ctx context.Context) (scanner.Identity, error) {
 	}
 	meta, err := readDBMetadata(filepath.Join(b.cfg.DBDir, "db"))
 	if err != nil {
-		return scanner.Identity{}, err
+		return scanner.Identity{Name: Name, Version: version}, err
 	}
 	return scanner.Identity{Name: Name, Version: version, DBUpdatedAt: meta.UpdatedAt}, nil
 }

@@ -334,6 +334,16 @@ func TestScanIncomplete(t *testing.T) {
 		{"unreadable directory", func(t *testing.T, root string) {
 			chmod(t, filepath.Join(root, "var/lib/dpkg"), 0o000)
 		}, "may not read var/lib/dpkg"},
+		{"package database removed", func(t *testing.T, root string) {
+			remove(t, root, "var/lib/dpkg/status")
+		}, "detected debian 12.5 but the image has no package database"},
+		{"package database emptied", func(t *testing.T, root string) {
+			writeFile(t, root, "var/lib/dpkg/status", "")
+		}, "the package database var/lib/dpkg/status is empty"},
+		{"package database is a directory", func(t *testing.T, root string) {
+			remove(t, root, "var/lib/dpkg/status")
+			mkdir(t, root, "var/lib/dpkg/status")
+		}, "is a directory"},
 	}
 	b := newRealBackend(t, readOnlyDB(t))
 	for _, tt := range tests {

@@ -46,14 +46,14 @@ func TestFindPackageDB(t *testing.T) {
 		t.Errorf("empty tree: %q", got)
 	}
 	os.MkdirAll(filepath.Join(root, "lib/apk/db"), 0o755)
-	os.WriteFile(filepath.Join(root, "lib/apk/db/installed"), nil, 0o644)
+	os.WriteFile(filepath.Join(root, "lib/apk/db/installed"), []byte("x"), 0o644)
 	if got, _ := FindPackageDB(root); got != "lib/apk/db/installed" {
 		t.Errorf("apk tree: %q", got)
 	}
 	os.MkdirAll(filepath.Join(root, "real"), 0o755)
 	os.Symlink(filepath.Join(root, "real"), filepath.Join(root, "var"))
 	os.MkdirAll(filepath.Join(root, "real/lib/dpkg"), 0o755)
-	os.WriteFile(filepath.Join(root, "real/lib/dpkg/status"), nil, 0o644)
+	os.WriteFile(filepath.Join(root, "real/lib/dpkg/status"), []byte("x"), 0o644)
 	if _, err := FindPackageDB(root); !errors.Is(err, scanner.ErrIncomplete) {
 		t.Errorf("a package DB behind a link: %v, want ErrIncomplete", err)
 	}
@@ -142,16 +142,16 @@ func TestFindPackageDBTable(t *testing.T) {
 	}{
 		{"none", func(t *testing.T, root string) {}, "", ""},
 		{"dpkg", func(t *testing.T, root string) {
-			writeFile(t, root, "var/lib/dpkg/status", "")
+			writeFile(t, root, "var/lib/dpkg/status", "x")
 		}, "var/lib/dpkg/status", ""},
 		{"distroless", func(t *testing.T, root string) {
 			writeFile(t, root, "var/lib/dpkg/status.d/base", "")
 		}, "var/lib/dpkg/status.d", ""},
 		{"apk", func(t *testing.T, root string) {
-			writeFile(t, root, "lib/apk/db/installed", "")
+			writeFile(t, root, "lib/apk/db/installed", "x")
 		}, "lib/apk/db/installed", ""},
 		{"rpm sqlite", func(t *testing.T, root string) {
-			writeFile(t, root, "usr/lib/sysimage/rpm/rpmdb.sqlite", "")
+			writeFile(t, root, "usr/lib/sysimage/rpm/rpmdb.sqlite", "x")
 		}, "usr/lib/sysimage/rpm/rpmdb.sqlite", ""},
 		{"status is a dir component", func(t *testing.T, root string) {
 			writeFile(t, root, "var/lib/dpkg", "not a dir")
@@ -163,7 +163,7 @@ func TestFindPackageDBTable(t *testing.T) {
 			symlink(t, filepath.Join(outside, "dpkg"), filepath.Join(root, "var/lib/dpkg"))
 		}, "", "goes through a symbolic link at var/lib/dpkg"},
 		{"status linked inside the tree", func(t *testing.T, root string) {
-			writeFile(t, root, "opt/pk/status", "")
+			writeFile(t, root, "opt/pk/status", "x")
 			mkdir(t, root, "var/lib/dpkg")
 			symlink(t, "../../../opt/pk/status", filepath.Join(root, "var/lib/dpkg/status"))
 		}, "", "goes through a symbolic link at var/lib/dpkg/status"},

@@ -42,10 +42,32 @@ func FindPackageDB(root string) (string, error) {
 			return "", err
 		}
 		if present {
-			return name, nil
+			return name, checkPackageDB(root, name)
 		}
 	}
 	return "", nil
+}
+
+// checkPackageDB refuses a package database of the wrong kind: a database file that is a
+// directory or empty (scanners then read no packages and report nothing), or a database
+// directory (status.d) that is a file.
+func checkPackageDB(root, name string) error {
+	info, err := os.Lstat(filepath.Join(root, name))
+	if err != nil {
+		return fmt.Errorf("looking at %s: %w", name, err)
+	}
+	wantDir := strings.HasSuffix(name, ".d")
+	switch {
+	case wantDir && !info.IsDir():
+		return fmt.Errorf("the package database %s is not a directory: %w", name,
+			scanner.ErrIncomplete)
+	case !wantDir && info.IsDir():
+		return fmt.Errorf("the package database %s is a directory: %w", name,
+			scanner.ErrIncomplete)
+	case !wantDir && info.Size() == 0:
+		return fmt.Errorf("the package database %s is empty: %w", name, scanner.ErrIncomplete)
+	}
+	return nil
 }
 
 // presentNoLinks reports whether root/rel exists with no symbolic link on the way. A link
