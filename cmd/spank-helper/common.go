@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/user"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/scan-gate/scan-gate/gate"
@@ -51,10 +52,16 @@ func (c *common) loadPolicy() (*policy.Policy, error) {
 		path = defaultPolicyPath
 	}
 	p, err := policy.Load(path)
-	if err != nil {
+	switch {
+	case err == nil:
+		return p, nil
+	case strings.HasPrefix(err.Error(), "reading policy"):
+		// Opening and reading the file: policy.Load names the operation itself.
+		return nil, err
+	default:
+		// A parse error names only the file and line.
 		return nil, fmt.Errorf("reading policy: %w", err)
 	}
-	return p, nil
 }
 
 // tools runs the Slurm commands with --slurm-conf, or the SLURM_CONF this process got

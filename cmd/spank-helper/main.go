@@ -1,5 +1,6 @@
 // Command spank-helper decides container launches for Slurm: the scan-gate SPANK plugin runs
-// it as root for every job step that names a container image, and a PrologSlurmctld (or
+// it as root for every job step (only its parser can tell whether a step launches a
+// container; a step that launches none is answered at once), and a PrologSlurmctld (or
 // node Prolog) script runs it for batch jobs at sites that cannot load the plugin. See
 // contrib/slurm/README.md.
 package main

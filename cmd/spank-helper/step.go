@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -108,7 +110,11 @@ func runStep(args []string, stdout, stderr io.Writer) (int, error) {
 // launches finds what the step launches: from the batch script, or from its argv.
 func (o *stepOptions) launches(argv []string) (launch.Found, error) {
 	if o.batchScript == "" {
-		return launch.FromArgv(argv), nil
+		found := launch.FromArgv(argv)
+		if len(argv) > 0 && o.isSIF(argv[0]) && !slices.Contains(found.Images, argv[0]) {
+			found.Images = append(found.Images, argv[0]) // a SIF run as a program
+		}
+		return found, nil
 	}
 	text, err := os.ReadFile(o.batchScript)
 	if err != nil {
@@ -133,3 +139,34 @@ func (o *stepOptions) subject() policy.Subject {
 	who.Groups = groupNames(gids)
 	return who
 }
+
+// isSIF reports whether program, a path the step runs, is a SIF file whatever its name: a
+// SIF starts with a launch script (#!/usr/bin/env run-singularity), so the kernel runs it
+// as a container. A bare name is looked up in the user's PATH, which is not read here.
+func (o *stepOptions) isSIF(program string) bool {
+	if !strings.Contains(program, "/") {
+		return false
+	}
+	if !filepath.IsAbs(program) {
+		if o.cwd == "" {
+			return false
+		}
+		program = filepath.Join(o.cwd, program)
+	}
+	f, err := os.Open(program)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	head := make([]byte, len(sifMagic)+sifMagicOffset)
+	if _, err := io.ReadFull(f, head); err != nil {
+		return false
+	}
+	return string(head[sifMagicOffset:]) == sifMagic
+}
+
+// sifMagic stands at sifMagicOffset in a SIF file, after its launch script.
+const (
+	sifMagic       = "SIF_MAGIC\x00"
+	sifMagicOffset = 32
+)

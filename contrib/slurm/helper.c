@@ -22,7 +22,7 @@
 
 #include "scan_gate.h"
 
-#define PROTOCOL_HEADER "scan-gate-spank 1"
+#define PROTOCOL_HEADER "scan-gate-spank 2"
 #define MAX_ANSWER (1 << 20)
 #define MAX_STDERR (16 << 10)
 
@@ -190,16 +190,22 @@ int sg_helper_run(char *const argv[], char *const envp[], int timeout,
 		slurm_info("scan-gate: %s: %s", argv[0], stderr_buf.data);
 		trim_newlines(stderr_buf.data);
 	}
+	/* The helper's own words, when it said any, follow ": ". */
+	const char *sep = stderr_buf.len > 0 ? ": " : "";
 	const char *why = stderr_buf.len > 0 ? stderr_buf.data : "";
 
 	if (timed_out) {
 		snprintf(err, errlen, "%s did not answer within %d seconds", argv[0], timeout);
 	} else if (WIFSIGNALED(status)) {
-		snprintf(err, errlen, "%s was killed by signal %d %s", argv[0], WTERMSIG(status),
-			 why);
+		snprintf(err, errlen, "%s was killed by signal %d%s%s", argv[0],
+			 WTERMSIG(status), sep, why);
+	} else if (WEXITSTATUS(status) == 127 && !stderr_buf.len) {
+		/* The child's execve failed: the helper is missing or not executable. */
+		snprintf(err, errlen, "%s could not be run (missing, or not executable)",
+			 argv[0]);
 	} else if (WEXITSTATUS(status) != 0) {
-		snprintf(err, errlen, "%s exited with status %d: %s", argv[0],
-			 WEXITSTATUS(status), why);
+		snprintf(err, errlen, "%s exited with status %d%s%s", argv[0],
+			 WEXITSTATUS(status), sep, why);
 	} else if (!stdout_buf.data) {
 		snprintf(err, errlen, "%s gave no answer", argv[0]);
 	} else {
@@ -223,6 +229,33 @@ static int append(void **array, int *count, size_t size, const void *item)
 	memcpy((char *)grown + (size_t)*count * size, item, size);
 	*array = grown;
 	(*count)++;
+	return 0;
+}
+
+/* parse_ull reads a decimal number and the space after it from *s, and moves *s past
+ * both. */
+static int parse_ull(char **s, unsigned long long *value)
+{
+	char *end;
+
+	errno = 0;
+	*value = strtoull(*s, &end, 10);
+	if (errno || end == *s || **s == '-' || *end != ' ')
+		return -1;
+	*s = end + 1;
+	return 0;
+}
+
+/* parse_ll is parse_ull for a signed number. */
+static int parse_ll(char **s, long long *value)
+{
+	char *end;
+
+	errno = 0;
+	*value = strtoll(*s, &end, 10);
+	if (errno || end == *s || *end != ' ')
+		return -1;
+	*s = end + 1;
 	return 0;
 }
 
@@ -260,21 +293,20 @@ int sg_answer_parse(char *text, struct sg_answer *answer, char *err, size_t errl
 					       sizeof(char *), &message) < 0)
 				goto no_memory;
 		} else if (!strcmp(line, "image")) {
+			/* image DEV INO SIZE MTIME_NS CTIME_NS PATH */
 			unsigned long long dev, ino;
-			char *end;
+			long long size, mtime_ns, ctime_ns;
 			struct sg_image image;
 
-			errno = 0;
-			dev = strtoull(rest, &end, 10);
-			if (end == rest || *end != ' ')
+			if (parse_ull(&rest, &dev) < 0 || parse_ull(&rest, &ino) < 0 ||
+			    parse_ll(&rest, &size) < 0 || parse_ll(&rest, &mtime_ns) < 0 ||
+			    parse_ll(&rest, &ctime_ns) < 0 || !*rest)
 				goto bad_image;
-			rest = end + 1;
-			ino = strtoull(rest, &end, 10);
-			if (errno || end == rest || *end != ' ' || !end[1])
-				goto bad_image;
-			rest = end + 1;
 			image.dev = (dev_t)dev;
 			image.ino = (ino_t)ino;
+			image.size = (off_t)size;
+			image.mtime_ns = mtime_ns;
+			image.ctime_ns = ctime_ns;
 			image.path = strdup(rest);
 			if (!image.path || append((void **)&answer->images, &answer->nimages,
 						  sizeof(image), &image) < 0)

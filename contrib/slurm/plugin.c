@@ -2,8 +2,8 @@
  * scan-gate SPANK plugin: the SPANK entry points.
  *
  *   slurm_spank_init           all contexts: read plugstack.conf, register --scan-gate
- *   slurm_spank_init_post_opt  slurmstepd, as root, once per step: does the step name a
- *                              container at all?
+ *   slurm_spank_init_post_opt  slurmstepd, as root, once per step: who runs it, and
+ *                              what (every step but Slurm's own is asked about)
  *   slurm_spank_user_init      slurmstepd, once per step, in the step's working directory,
  *                              privileges dropped only for the moment: ask the helper,
  *                              which runs as root
@@ -43,7 +43,7 @@ static char user_option[64];
 
 /* What init_post_opt and user_init found out about this step. */
 static struct {
-	int wanted;            /* the step names a container: ask the helper */
+	int wanted;            /* ask the helper about this step */
 	uint32_t step_id;
 	int argc;
 	char **argv;           /* S_JOB_ARGV: slurmstepd's own, valid for the step */
@@ -114,40 +114,6 @@ static int is_internal_step(uint32_t step_id)
 {
 	return step_id == SLURM_EXTERN_CONT || step_id == SLURM_INTERACTIVE_STEP ||
 	       step_id == SLURM_PENDING_STEP;
-}
-
-/* mentions_container is the plugin's quick filter: only text that names a runtime or an
- * image file is worth a helper run. The helper reads it properly. */
-static int mentions_container(const char *text)
-{
-	return strcasestr(text, "apptainer") || strcasestr(text, "singularity") ||
-	       strstr(text, ".sif") || strstr(text, ".simg");
-}
-
-static int script_mentions_container(const char *path)
-{
-	enum { tail = 16 }; /* kept between reads, so that a word split by a read is seen */
-	char buf[65536];
-	size_t kept = 0;
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC), found = 0;
-
-	if (fd < 0)
-		return 1; /* let the helper say what is wrong */
-	while (!found && (n = read(fd, buf + kept, sizeof(buf) - 1 - kept)) > 0) {
-		size_t len = kept + (size_t)n;
-
-		for (size_t i = 0; i < len; i++) {
-			if (buf[i] == '\0')
-				buf[i] = ' ';
-		}
-		buf[len] = '\0';
-		found = mentions_container(buf);
-		kept = len < tail ? len : tail;
-		memmove(buf, buf + len - kept, kept);
-	}
-	close(fd);
-	return found;
 }
 
 /* strlist is a NULL-terminated list of strings under construction. */
@@ -288,13 +254,13 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 	if (spank_get_item(sp, S_JOB_ARGV, &step.argc, &step.argv) != ESPANK_SUCCESS ||
 	    step.argc < 1)
 		return 0;
-	if (step.step_id == SLURM_BATCH_SCRIPT) {
-		/* Read here, as root: the spooled script. */
-		step.wanted = config.batch && script_mentions_container(step.argv[0]);
-	} else {
-		for (int i = 0; i < step.argc && !step.wanted; i++)
-			step.wanted = mentions_container(step.argv[i]);
-	}
+	/*
+	 * Every step is asked about: no quick look at the text here can tell a launch from
+	 * anything else, since the shell removes quoting (a\pptainer, apptain""er), an image
+	 * may have any name (.img, .sqfs, a sandbox directory), and a step may run a script.
+	 * The helper answers a step that launches nothing in tens of milliseconds.
+	 */
+	step.wanted = step.step_id != SLURM_BATCH_SCRIPT || config.batch;
 	return 0;
 }
 
@@ -358,8 +324,20 @@ int slurm_spank_task_post_fork(spank_t sp, int ac, char **av)
 	return 0;
 }
 
+/* unchanged reports whether st is the image as the helper checked it: the same file, of
+ * the same size, not written to nor changed since (a rewrite in place keeps the inode; the
+ * change time, which no user can set, moves). */
+static int unchanged(const struct stat *st, const struct sg_image *im)
+{
+	long long mtime_ns = (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
+	long long ctime_ns = (long long)st->st_ctim.tv_sec * 1000000000LL + st->st_ctim.tv_nsec;
+
+	return st->st_dev == im->dev && st->st_ino == im->ino && st->st_size == im->size &&
+	       mtime_ns == im->mtime_ns && ctime_ns == im->ctime_ns;
+}
+
 /* verify_images opens each checked image as the job's user, from the task's working
- * directory, and makes sure it is the file the helper checked. */
+ * directory, and makes sure it is the file the helper checked, unchanged. */
 static int verify_images(int report)
 {
 	for (int i = 0; i < step.answer.nimages; i++) {
@@ -372,13 +350,14 @@ static int verify_images(int report)
 				slurm_error("scan-gate: cannot open image %s: %m", im->path);
 			return -1;
 		}
-		if (fstat(fd, &st) < 0 || st.st_dev != im->dev || st.st_ino != im->ino) {
+		if (fstat(fd, &st) < 0 || !unchanged(&st, im)) {
 			close(fd);
 			if (!report)
 				return -1;
 			slurm_error("scan-gate: image %s is not the file that was checked: it "
-				    "was replaced while the step started; start the step again",
-				    im->path);
+				    "was replaced or rewritten while the step started, so the step "
+				    "may not start; start the step again once the image stays as it "
+				    "is", im->path);
 			return -1;
 		}
 		close(fd);

@@ -46,11 +46,15 @@ int sg_config_parse(struct sg_config *cfg, int ac, char **av, char *err, size_t 
 /* sg_option_valid reports whether a --scan-gate value is one the helper accepts. */
 int sg_option_valid(const char *value);
 
-/* A checked image, as the helper named it: the task must open this very file. */
+/* A checked image, as the helper named it: the task must open this very file, unchanged
+ * since the check (a file rewritten in place keeps its inode, never its change time). */
 struct sg_image {
 	char *path;
 	dev_t dev;
 	ino_t ino;
+	off_t size;
+	long long mtime_ns;
+	long long ctime_ns;
 };
 
 /* The helper's answer on one step. */
@@ -66,8 +70,9 @@ struct sg_answer {
 /*
  * sg_helper_run runs the helper with argv (NULL-terminated, argv[0] the binary) and envp,
  * as root (taking back the real and saved root ids of a process that has only set its
- * effective ids to a user's), at most timeout seconds, and reads its answer. On failure it returns -1 with what went
- * wrong in err (including the helper's stderr); the helper's stderr also goes to the log.
+ * effective ids to a user's), at most timeout seconds, and reads its answer. On failure it
+ * returns -1 with what went wrong in err (including the helper's stderr); the helper's
+ * stderr also goes to the log.
  */
 int sg_helper_run(char *const argv[], char *const envp[], int timeout,
 		  struct sg_answer *answer, char *err, size_t errlen);

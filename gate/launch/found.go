@@ -13,7 +13,8 @@ type Found struct {
 	Images []string `json:"images,omitempty"`
 	// Unresolved are the launches whose image cannot be named before the job runs, as
 	// written: a variable set at run time, a command substitution, a glob, a remote URI
-	// (docker://...), a relative path after a cd, a shell command held in a variable, or a
+	// (docker://...), a relative path after a cd, a shell command held in a variable, an
+	// eval of words known only at run time, a sourced file outside /etc and /usr, or a
 	// runtime command line with an option this package does not know.
 	Unresolved []string `json:"unresolved,omitempty"`
 }
@@ -111,6 +112,12 @@ func scanCommand(words []arg, afterCd bool, found *Found) {
 	for i, w := range words {
 		value, ok := w.literal()
 		switch {
+		case ok && value == "eval":
+			scanEval(words[i+1:], afterCd, found)
+			return
+		case ok && (value == "source" || value == ".") && atCommand(words[:i]):
+			scanSourced(words[i:], found)
+			return
 		case !ok && mentionsRuntime(w.raw) && i == len(words)-1:
 			found.addUnresolved(w.raw) // eval "apptainer exec $IMG"
 			return
@@ -140,6 +147,57 @@ func scanCommand(words []arg, afterCd bool, found *Found) {
 			return
 		}
 	}
+}
+
+// scanEval reads `eval ARGS...`: the shell joins the arguments with spaces and runs the
+// result as a script. Arguments known only at run time make the whole of it unresolved,
+// whatever they mention: eval "$CMD" may run anything.
+func scanEval(args []arg, afterCd bool, found *Found) {
+	texts := make([]string, len(args))
+	for i, a := range args {
+		text, ok := a.literal()
+		if !ok {
+			found.addUnresolved(joinRaw(args))
+			return
+		}
+		texts[i] = text
+	}
+	found.merge(scanScript(strings.Join(texts, " "), afterCd))
+}
+
+// trustedSourced are the directories whose scripts a job may source without making the
+// job unresolved: only root can write them, and sites keep their module setup there.
+var trustedSourced = []string{"/etc/", "/usr/"}
+
+// scanSourced reads `source FILE` or `. FILE`: the file is read only when the job runs,
+// and may launch anything, so the launch is unresolved unless the file is a system one.
+func scanSourced(words []arg, found *Found) {
+	if len(words) > 1 {
+		if file, ok := words[1].literal(); ok && path.Clean(file) == file {
+			for _, dir := range trustedSourced {
+				if strings.HasPrefix(file, dir) {
+					return
+				}
+			}
+		}
+	}
+	found.addUnresolved(joinRaw(words))
+}
+
+// commandPrefixes are the words after which the next word is still in command position.
+var commandPrefixes = map[string]bool{"exec": true, "command": true, "builtin": true,
+	"time": true, "!": true, "if": true, "then": true, "else": true, "elif": true,
+	"do": true, "while": true, "until": true}
+
+// atCommand reports whether the word after before is in command position, so that `.`
+// there is the shell's source and not, say, the operand of `ls .`.
+func atCommand(before []arg) bool {
+	for _, w := range before {
+		if value, ok := w.literal(); !ok || !commandPrefixes[value] {
+			return false
+		}
+	}
+	return true
 }
 
 // shellScript returns the script of `sh [options] -c SCRIPT`.

@@ -9,17 +9,22 @@ import (
 	"strings"
 
 	"github.com/scan-gate/scan-gate/gate"
+	"github.com/scan-gate/scan-gate/gate/image"
 	"github.com/scan-gate/scan-gate/policy"
 )
 
 // The helper answers the SPANK plugin on its standard output, one line per item, each line
 // a keyword, a space and the rest of the line:
 //
-//	scan-gate-spank 1          the protocol and its version, first
-//	image DEV INO PATH         an image that was checked: the plugin opens PATH (as
+//	scan-gate-spank 2          the protocol and its version, first
+//	image DEV INO SIZE MTIME_NS CTIME_NS PATH
+//	                           an image that was checked: the plugin opens PATH (as
 //	                           written, relative to the task's working directory) as the
 //	                           job's user when the task starts, and refuses the launch
-//	                           unless it is the same file (device and inode, decimal)
+//	                           unless it is the same file, unchanged: device, inode, size,
+//	                           and modification and change times in nanoseconds, decimal
+//	                           (a file rewritten in place keeps its inode, never its
+//	                           change time)
 //	message TEXT               a line for the job's stderr, in order
 //	watch yes|no               whether the post-launch watch should start
 //	action allow|audit|warn|block
@@ -30,13 +35,15 @@ import (
 // never holds a newline (the helper replaces any with a space).
 
 // ProtocolHeader is the first line of every answer.
-const ProtocolHeader = "scan-gate-spank 1"
+// Version 2 added size and times to "image": a plugin of version 1 would check less.
+const ProtocolHeader = "scan-gate-spank 2"
 
 // Checked is an image that was checked, as the plugin verifies it at task start.
 type Checked struct {
 	// Path is the image as the job wrote it.
-	Path     string
-	Dev, Ino uint64
+	Path string
+	// ID is the file as it was before the check; the task must find it unchanged.
+	ID image.FileID
 }
 
 // Answer is the decision on one step, as the plugin needs it.
@@ -55,7 +62,8 @@ func (a Answer) Write(w io.Writer) error {
 	var b strings.Builder
 	b.WriteString(ProtocolHeader + "\n")
 	for _, im := range a.Images {
-		fmt.Fprintf(&b, "image %d %d %s\n", im.Dev, im.Ino, oneLine(im.Path))
+		fmt.Fprintf(&b, "image %d %d %d %d %d %s\n", im.ID.Dev, im.ID.Ino, im.ID.Size,
+			im.ID.MtimeNs, im.ID.CtimeNs, oneLine(im.Path))
 	}
 	for _, m := range a.Messages {
 		fmt.Fprintf(&b, "message %s\n", oneLine(m))
@@ -85,16 +93,12 @@ func ReadAnswer(r io.Reader) (Answer, error) {
 		key, rest, _ := strings.Cut(sc.Text(), " ")
 		switch key {
 		case "image":
-			fields := strings.SplitN(rest, " ", 3)
-			if len(fields) != 3 {
-				return Answer{}, fmt.Errorf("reading answer: bad image line %q", sc.Text())
+			im, err := parseImage(rest)
+			if err != nil {
+				return Answer{}, fmt.Errorf("reading answer: bad image line %q: %w",
+					sc.Text(), err)
 			}
-			dev, err1 := strconv.ParseUint(fields[0], 10, 64)
-			ino, err2 := strconv.ParseUint(fields[1], 10, 64)
-			if err1 != nil || err2 != nil {
-				return Answer{}, fmt.Errorf("reading answer: bad image line %q", sc.Text())
-			}
-			a.Images = append(a.Images, Checked{Path: fields[2], Dev: dev, Ino: ino})
+			a.Images = append(a.Images, im)
 		case "message":
 			a.Messages = append(a.Messages, rest)
 		case "watch":
@@ -109,4 +113,28 @@ func ReadAnswer(r io.Reader) (Answer, error) {
 		}
 	}
 	return Answer{}, errors.New("reading answer: it ends without \"end\"")
+}
+
+// parseImage reads the rest of an image line: DEV INO SIZE MTIME_NS CTIME_NS PATH.
+func parseImage(rest string) (Checked, error) {
+	fields := strings.SplitN(rest, " ", 6)
+	if len(fields) != 6 || fields[5] == "" {
+		return Checked{}, errors.New("want six fields")
+	}
+	var nums [5]int64
+	for i := range nums {
+		n, err := strconv.ParseInt(fields[i], 10, 64)
+		if err != nil && i < 2 {
+			// Device and inode numbers are unsigned, and may use all 64 bits.
+			var u uint64
+			u, err = strconv.ParseUint(fields[i], 10, 64)
+			n = int64(u)
+		}
+		if err != nil {
+			return Checked{}, err
+		}
+		nums[i] = n
+	}
+	return Checked{Path: fields[5], ID: image.FileID{Dev: uint64(nums[0]),
+		Ino: uint64(nums[1]), Size: nums[2], MtimeNs: nums[3], CtimeNs: nums[4]}}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/scan-gate/scan-gate/gate"
+	gateimage "github.com/scan-gate/scan-gate/gate/image"
 	"github.com/scan-gate/scan-gate/gate/launch"
 	"github.com/scan-gate/scan-gate/policy"
 )
@@ -61,6 +62,7 @@ func (c *Checker) Decide(ctx context.Context, l Launch) Answer {
 	answer := Answer{Action: policy.Allow}
 	unresolved := append([]string{}, l.Found.Unresolved...)
 	var notes []string
+	sandbox := false
 	for _, image := range l.Found.Images {
 		path := image
 		if !filepath.IsAbs(path) {
@@ -93,14 +95,17 @@ func (c *Checker) Decide(ctx context.Context, l Launch) Answer {
 			answer.Messages = append(answer.Messages, res.Message)
 		}
 		if err == nil {
-			st := fi.Sys().(*syscall.Stat_t)
-			answer.Images = append(answer.Images, Checked{Path: image,
-				Dev: uint64(st.Dev), Ino: st.Ino})
+			// The identity from before the check: a file changed during or after the
+			// check differs at task start, in its change time at least.
+			answer.Images = append(answer.Images, Checked{Path: image, ID: fileID(fi)})
+			// A sandbox directory can be changed inside after the check without
+			// changing the directory itself: only the watch sees what then runs.
+			sandbox = sandbox || fi.IsDir()
 		}
 	}
 	answer.Messages = append(answer.Messages, notes...)
 	answer.Unresolved = unresolved
-	answer.Watch = len(unresolved) > 0
+	answer.Watch = len(unresolved) > 0 || sandbox
 	if l.Option.Report {
 		later := "it is not checked"
 		if l.Watching {
@@ -112,6 +117,13 @@ func (c *Checker) Decide(ctx context.Context, l Launch) Answer {
 		}
 	}
 	return answer
+}
+
+// fileID is the identity of the file fi describes, as the plugin compares it.
+func fileID(fi fs.FileInfo) gateimage.FileID {
+	st := fi.Sys().(*syscall.Stat_t)
+	return gateimage.FileID{Dev: uint64(st.Dev), Ino: st.Ino, Size: st.Size,
+		MtimeNs: st.Mtim.Nano(), CtimeNs: st.Ctim.Nano()}
 }
 
 func contains(list []string, s string) bool {

@@ -10,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/scan-gate/scan-gate/gate"
 	"github.com/scan-gate/scan-gate/gate/finding"
+	"github.com/scan-gate/scan-gate/gate/image"
 	"github.com/scan-gate/scan-gate/gate/launch"
 	"github.com/scan-gate/scan-gate/policy"
 )
@@ -97,13 +100,15 @@ func TestOptionTightensNoDecision(t *testing.T) {
 
 func TestAnswerRoundTrip(t *testing.T) {
 	a := Answer{Action: policy.Block, Watch: true,
-		Images:   []Checked{{Path: "rel dir/a.sif", Dev: 2049, Ino: 1 << 40}},
+		Images: []Checked{{Path: "rel dir/a.sif", ID: image.FileID{Dev: 2049, Ino: 1 << 40,
+			Size: 4096, MtimeNs: 1764000000123456789, CtimeNs: 1764000000987654321}}},
 		Messages: []string{"image /x blocked:\nsplit", "note"}}
 	var buf bytes.Buffer
 	if err := a.Write(&buf); err != nil {
 		t.Fatal(err)
 	}
-	want := "scan-gate-spank 1\nimage 2049 1099511627776 rel dir/a.sif\n" +
+	want := "scan-gate-spank 2\nimage 2049 1099511627776 4096 1764000000123456789 " +
+		"1764000000987654321 rel dir/a.sif\n" +
 		"message image /x blocked: split\nmessage note\nwatch yes\naction block\nend\n"
 	if buf.String() != want {
 		t.Errorf("answer:\n%s\nwant:\n%s", buf.String(), want)
@@ -116,9 +121,11 @@ func TestAnswerRoundTrip(t *testing.T) {
 		got.Messages[0] != "image /x blocked: split" {
 		t.Errorf("read back %+v", got)
 	}
-	for _, bad := range []string{"", "scan-gate-spank 2\naction allow\nend\n",
-		"scan-gate-spank 1\naction allow\n", "scan-gate-spank 1\nend\n",
-		"scan-gate-spank 1\nimage x 1 a\naction allow\nend\n"} {
+	for _, bad := range []string{"", "scan-gate-spank 1\naction allow\nend\n",
+		"scan-gate-spank 2\naction allow\n", "scan-gate-spank 2\nend\n",
+		"scan-gate-spank 2\nimage x 1 2 3 4 a\naction allow\nend\n",
+		// Version 1's image line: device and inode only.
+		"scan-gate-spank 2\nimage 2049 12 a.sif\naction allow\nend\n"} {
 		if _, err := ReadAnswer(strings.NewReader(bad)); err == nil {
 			t.Errorf("ReadAnswer(%q) succeeded", bad)
 		}
@@ -191,6 +198,13 @@ func TestDecideWithoutGate(t *testing.T) {
 		"a.sif" {
 		t.Errorf("answer %+v", a)
 	}
+	var st unix.Stat_t
+	if err := unix.Stat(img, &st); err != nil {
+		t.Fatal(err)
+	}
+	if want := image.FileIDOf(&st); a.Images[0].ID != want {
+		t.Errorf("checked image %+v, want %+v: size and times too", a.Images[0].ID, want)
+	}
 	wantMessages := []string{
 		"image " + img + " blocked: no decision could be made (permission denied); next " +
 			"step: " + p.Message.NoDecisionStep,
@@ -202,6 +216,15 @@ func TestDecideWithoutGate(t *testing.T) {
 	}
 	if !slices.Equal(recorded, []string{img + " block"}) {
 		t.Errorf("recorded %q", recorded)
+	}
+
+	// A sandbox directory may change inside after the check: the watch follows it.
+	sandbox := filepath.Join(dir, "sandbox")
+	os.Mkdir(sandbox, 0o755)
+	dirAnswer := c.Decide(context.Background(), Launch{Found: launch.FromArgv([]string{
+		"apptainer", "exec", sandbox, "id"}), Dir: dir})
+	if !dirAnswer.Watch || len(dirAnswer.Images) != 1 || len(dirAnswer.Unresolved) != 0 {
+		t.Errorf("a sandbox directory: %+v", dirAnswer)
 	}
 
 	// An image that does not exist yet is left to the watch.

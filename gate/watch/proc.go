@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -162,7 +163,7 @@ func childrenByScan(pid int) []int {
 	return out
 }
 
-// allPIDs lists the processes in /proc.
+// allPIDs lists the processes in /proc, by PID.
 func allPIDs() []int {
 	entries, _ := os.ReadDir(procDir)
 	var out []int
@@ -171,6 +172,7 @@ func allPIDs() []int {
 			out = append(out, pid)
 		}
 	}
+	slices.Sort(out) // by number: /proc lists 10 before 9
 	return out
 }
 

@@ -109,8 +109,8 @@ func (s *snapshotter) copyDir(dirFD int, at string, destFD int) error {
 func (s *snapshotter) copyEntry(dirFD int, at, name string, destFD int) error {
 	where := path.Join(at, name)
 	var stx unix.Statx_t
-	err := unix.Statx(dirFD, name, unix.AT_SYMLINK_NOFOLLOW,
-		unix.STATX_TYPE|unix.STATX_MODE|unix.STATX_SIZE|unix.STATX_MNT_ID, &stx)
+	err := unix.Statx(dirFD, name, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_TYPE|
+		unix.STATX_MODE|unix.STATX_SIZE|unix.STATX_BLOCKS|unix.STATX_MNT_ID, &stx)
 	if err != nil {
 		if isVanished(err) {
 			s.stats.Vanished++
@@ -138,7 +138,9 @@ func (s *snapshotter) copyEntry(dirFD int, at, name string, destFD int) error {
 			s.stats.Mounts = append(s.stats.Mounts, where)
 			return nil
 		}
-		return s.copyFile(dirFD, where, name, destFD, int64(stx.Size))
+		// The copy keeps holes: a sparse file costs what it stores, not what it claims.
+		stored := min(int64(stx.Size), int64(stx.Blocks)*512)
+		return s.copyFile(dirFD, where, name, destFD, stored)
 	case unix.S_IFLNK:
 		return s.copyLink(dirFD, where, name, destFD)
 	}
@@ -185,10 +187,11 @@ func (s *snapshotter) mkdir(destFD int, name string) error {
 	return s.chown(destFD, name)
 }
 
-func (s *snapshotter) copyFile(dirFD int, where, name string, destFD int, size int64) error {
-	if s.stats.Bytes+size > s.limit {
-		return fmt.Errorf("%w: the copy would need more than the %d bytes free in the "+
-			"scratch directory", ErrCannotInspect, s.limit)
+// copyFile copies one regular file; stored is what its data takes on disk, as far as
+// statx said, checked against the scratch space before anything is written.
+func (s *snapshotter) copyFile(dirFD int, where, name string, destFD int, stored int64) error {
+	if s.stats.Bytes+stored > s.limit {
+		return s.tooBig()
 	}
 	srcFD, err := unix.Openat(dirFD, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|
 		unix.O_NOCTTY|unix.O_CLOEXEC, 0)
@@ -213,18 +216,17 @@ func (s *snapshotter) copyFile(dirFD int, where, name string, destFD int, size i
 	}
 	dst := os.NewFile(uintptr(dstFD), name)
 	defer dst.Close()
-	n, err := io.Copy(dst, io.LimitReader(src, s.limit-s.stats.Bytes+1))
+	n, err := copySparse(dst, src, st.Size, s.limit-s.stats.Bytes)
 	s.stats.Bytes += n
+	if errors.Is(err, errTooBig) {
+		return s.tooBig()
+	}
 	if err != nil {
 		if isVanished(err) {
 			s.stats.Vanished++
 			return nil
 		}
 		return fmt.Errorf("%w: copying %s: %w", ErrCannotInspect, where, err)
-	}
-	if s.stats.Bytes > s.limit {
-		return fmt.Errorf("%w: the copy would need more than the %d bytes free in the "+
-			"scratch directory", ErrCannotInspect, s.limit)
 	}
 	// Permission bits only: no setuid, setgid or sticky bits in the copy.
 	if err := dst.Chmod(os.FileMode(st.Mode&0o777 | 0o400)); err != nil {
@@ -240,6 +242,60 @@ func (s *snapshotter) copyFile(dirFD int, where, name string, destFD int, size i
 		s.afterFile(where)
 	}
 	return nil
+}
+
+func (s *snapshotter) tooBig() error {
+	return fmt.Errorf("%w: the copy would need more than the %d bytes free in the "+
+		"scratch directory", ErrCannotInspect, s.limit)
+}
+
+// errTooBig is returned by copySparse when the data would exceed its budget.
+var errTooBig = errors.New("more data than the budget")
+
+// copySparse copies the data of src into the empty file dst, leaving src's holes as holes
+// (SEEK_DATA, SEEK_HOLE), and gives dst at least src's apparent size. It returns the bytes
+// of data copied, and errTooBig as soon as they would pass budget. A filesystem without
+// hole support reports the whole file as data: it is then copied whole.
+func copySparse(dst, src *os.File, size, budget int64) (int64, error) {
+	fd := int(src.Fd())
+	var copied, off int64
+	for {
+		start, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break // no data past off
+		}
+		if err != nil {
+			return copied, err
+		}
+		end, err := unix.Seek(fd, start, unix.SEEK_HOLE)
+		if err != nil {
+			return copied, err
+		}
+		if copied+(end-start) > budget {
+			return copied, errTooBig
+		}
+		n, err := io.Copy(io.NewOffsetWriter(dst, start), io.NewSectionReader(src, start,
+			end-start))
+		copied += n
+		if err != nil {
+			return copied, err
+		}
+		if n < end-start {
+			break // the file shrank meanwhile
+		}
+		off = end
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(dst.Fd()), &st); err != nil {
+		return copied, err
+	}
+	if st.Size < size {
+		// A trailing hole: only the size is written.
+		if err := dst.Truncate(size); err != nil {
+			return copied, err
+		}
+	}
+	return copied, nil
 }
 
 // copyLink copies a symbolic link. An absolute target is made relative to the link, so that

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -73,9 +75,8 @@ func (in *Inspector) Inspect(ctx context.Context, p Process, who policy.Subject)
 		d.Ended = true
 		return d, nil
 	}
-	label := p.rootDir()
 	if err != nil {
-		d.Result = in.cannotInspect(label, who, err)
+		d.Result = in.cannotInspect(p.describe(Root{}, who.JobID), who, err)
 		return d, nil
 	}
 	if root.ID == host {
@@ -111,10 +112,10 @@ func (in *Inspector) checkImage(ctx context.Context, root Root, who policy.Subje
 // walk copies the process's root into a private directory and scans the copy.
 func (in *Inspector) walk(ctx context.Context, d Decision, host RootID,
 	who policy.Subject) Decision {
-	p, label := d.Process, d.Process.rootDir()
+	p, label := d.Process, d.Process.describe(d.Root, who.JobID)
 	start := time.Now()
 
-	rootFD, err := unix.Open(label, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	rootFD, err := unix.Open(p.rootDir(), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if !p.Alive() {
 			d.Ended = true
@@ -169,6 +170,15 @@ func (in *Inspector) walk(ctx context.Context, d Decision, host RootID,
 		d.Result = in.cannotInspect(label, who, err)
 		return d
 	}
+	// What a scanner reads to know the installed packages must be the root's own.
+	for _, where := range d.Skipped {
+		if db, ok := hidesPackageDatabase(where); ok {
+			d.Result = in.cannotInspect(label, who, fmt.Errorf("%w: another filesystem "+
+				"is mounted on %s, over the package database %s, and the walk reads only "+
+				"the root's own filesystem", ErrCannotInspect, where, db))
+			return d
+		}
+	}
 
 	d.Result = in.scanCopy(ctx, label, filepath.Join(run.Path, "root"),
 		filepath.Join(run.Path, "scan"), who)
@@ -214,7 +224,7 @@ func (in *Inspector) scanCopy(ctx context.Context, label, root, scratch string,
 	res.Scan = scan
 	res.Verdict = g.Policy.Evaluate(scan, who, now)
 	res.Action = res.Verdict.Action
-	res.Message = res.Verdict.Message(label)
+	res.Message = rootMessage(res.Verdict, label)
 	return res
 }
 
@@ -233,8 +243,56 @@ func (in *Inspector) noDecision(res gate.Result, who policy.Subject, unscannable
 	res.Error = err.Error()
 	res.Verdict = in.Gate.Policy.NoDecision(who, unscannable, err.Error())
 	res.Action = res.Verdict.Action
-	res.Message = res.Verdict.Message(res.Image)
+	res.Message = rootMessage(res.Verdict, res.Image)
 	return res
+}
+
+// rootMessage is the verdict's message on a container root named by label ("container
+// root of PID ..."), which reads as its own subject: not "image container root ...".
+func rootMessage(v policy.Verdict, label string) string {
+	return strings.TrimPrefix(v.Message(label), "image ")
+}
+
+// packageDatabases are where scanners read which packages are installed (dpkg, rpm, apk;
+// /lib/apk/db may be reached through /usr/lib when /lib is a link).
+var packageDatabases = []string{"/var/lib/dpkg", "/var/lib/rpm", "/usr/lib/sysimage/rpm",
+	"/lib/apk/db", "/usr/lib/apk/db"}
+
+// hidesPackageDatabase reports whether a mount at where (a path in the container) covers a
+// package database: on it, on a directory above it, or on a file or directory inside it.
+// The walk does not read other filesystems, so what it would scan there is not the image's.
+func hidesPackageDatabase(where string) (string, bool) {
+	for _, db := range packageDatabases {
+		if where == db || strings.HasPrefix(db, where+"/") ||
+			strings.HasPrefix(where, db+"/") {
+			return db, true
+		}
+	}
+	return "", false
+}
+
+// describe names the root of p for messages and the audit log, which outlive the process
+// (a /proc/PID/root path means nothing later): the image it comes from when known, the
+// Slurm job (the process's own, else job) and the program the process runs.
+func (p Process) describe(root Root, job string) string {
+	var details []string
+	if root.Image != "" {
+		details = append(details, "image "+root.Image)
+	}
+	if own := p.JobID(); own != "" {
+		job = own
+	}
+	if job != "" {
+		details = append(details, "job "+job)
+	}
+	if exe, err := os.Readlink(filepath.Join(procDir, strconv.Itoa(p.PID), "exe")); err == nil {
+		details = append(details, "exe "+exe)
+	}
+	label := fmt.Sprintf("container root of PID %d", p.PID)
+	if len(details) > 0 {
+		label += " (" + strings.Join(details, ", ") + ")"
+	}
+	return label
 }
 
 // Watcher follows a task and its descendants, from before they enter a container until the

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -89,7 +90,16 @@ type fakeScanner struct {
 	mu    sync.Mutex
 	files []string
 	links map[string]string
+	// large are the files over 1 MiB, not read whole: how they were copied.
+	large map[string]largeFile
 	runs  atomic.Int32
+}
+
+// largeFile is a large file of a copy: its apparent size, what it takes on disk, and the
+// bytes at offset 1 GiB.
+type largeFile struct {
+	size, stored int64
+	at1G         string
 }
 
 func (s *fakeScanner) Name() string     { return "fake" }
@@ -103,7 +113,7 @@ func (s *fakeScanner) Scan(ctx context.Context, t scanner.Target) (*finding.Scan
 	s.runs.Add(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.files, s.links = nil, map[string]string{}
+	s.files, s.links, s.large = nil, map[string]string{}, map[string]largeFile{}
 	scan := &finding.Scan{Scanner: "fake"}
 	err := filepath.WalkDir(t.Root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -115,6 +125,10 @@ func (s *fakeScanner) Scan(ctx context.Context, t scanner.Target) (*finding.Scan
 			s.links[rel], _ = os.Readlink(path)
 		case d.Type().IsRegular():
 			s.files = append(s.files, rel)
+			if fi, err := d.Info(); err == nil && fi.Size() > 1<<20 {
+				s.large[rel] = readLarge(path, fi)
+				return nil
+			}
 			data, err := os.ReadFile(path)
 			if err != nil {
 				return err
@@ -129,6 +143,17 @@ func (s *fakeScanner) Scan(ctx context.Context, t scanner.Target) (*finding.Scan
 		return nil
 	})
 	return scan, err
+}
+
+func readLarge(path string, fi fs.FileInfo) largeFile {
+	lf := largeFile{size: fi.Size(), stored: fi.Sys().(*syscall.Stat_t).Blocks * 512}
+	if f, err := os.Open(path); err == nil {
+		buf := make([]byte, 5)
+		n, _ := f.ReadAt(buf, 1<<30)
+		lf.at1G = string(buf[:n])
+		f.Close()
+	}
+	return lf
 }
 
 func requireRoot(t *testing.T) {
@@ -239,7 +264,9 @@ func TestWalkStaysOnTheRootFilesystem(t *testing.T) {
 		t.Fatalf("decision: method %s, ended %v, action %s, message %q", d.Method, d.Ended,
 			d.Result.Action, d.Result.Message)
 	}
-	if want := fmt.Sprintf("/proc/%d/root", p.PID); d.Result.Image != want {
+	// Named so that the audit log still makes sense once the process is gone.
+	want := fmt.Sprintf("container root of PID %d (exe %s)", p.PID, self(t))
+	if d.Result.Image != want {
 		t.Errorf("result image %q, want %q", d.Result.Image, want)
 	}
 	skipped := strings.Join(d.Skipped, " ")
@@ -262,6 +289,107 @@ func TestWalkStaysOnTheRootFilesystem(t *testing.T) {
 	assertScratchEmpty(t, f)
 }
 
+// TestMountOverPackageDatabaseIsNotClean bind-mounts a vulnerable tree's package database
+// over a patched tree's: the walk, which reads no other filesystem, would see the patched
+// list only, so the root must not be called clean.
+func TestMountOverPackageDatabaseIsNotClean(t *testing.T) {
+	requireRoot(t)
+	f := newFixture(t)
+	root, vulnerable := filepath.Join(f.dir, "root"), filepath.Join(f.dir, "vulnerable")
+	if err := testimage.WriteRootfs(root, testimage.Patched); err != nil {
+		t.Fatal(err)
+	}
+	if err := testimage.WriteRootfs(vulnerable, testimage.Vulnerable); err != nil {
+		t.Fatal(err)
+	}
+	mountOn(t, "--bind", filepath.Join(vulnerable, "var", "lib", "dpkg"),
+		filepath.Join(root, "var", "lib", "dpkg"))
+
+	p := startChrooted(t, root)
+	d, err := f.in.Inspect(context.Background(), p, policy.Subject{User: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reason := "another filesystem is mounted on /var/lib/dpkg, over the package database " +
+		"/var/lib/dpkg"
+	if d.Result.Action != policy.Block || !d.Result.Verdict.Unscannable ||
+		!strings.Contains(d.Result.Message, "the image could not be scanned") ||
+		!strings.Contains(d.Result.Error, reason) {
+		t.Fatalf("action %s, message %q, error %q; want an unscannable block because %s",
+			d.Result.Action, d.Result.Message, d.Result.Error, reason)
+	}
+	assertScratchEmpty(t, f)
+}
+
+func TestHidesPackageDatabase(t *testing.T) {
+	tests := []struct {
+		mount string
+		db    string
+	}{
+		{"/var/lib/dpkg", "/var/lib/dpkg"},
+		{"/var", "/var/lib/dpkg"},
+		{"/var/lib", "/var/lib/dpkg"},
+		{"/var/lib/dpkg/status", "/var/lib/dpkg"},
+		{"/usr", "/usr/lib/sysimage/rpm"},
+		{"/lib/apk", "/lib/apk/db"},
+		{"/var/lib/rpm/Packages", "/var/lib/rpm"},
+		{"/var/tmp", ""},
+		{"/home/alice", ""},
+		{"/var/lib/dpkg-old", ""},
+		{"/etc/hosts", ""},
+	}
+	for _, tt := range tests {
+		db, ok := hidesPackageDatabase(tt.mount)
+		if db != tt.db || ok != (tt.db != "") {
+			t.Errorf("hidesPackageDatabase(%q) = %q, %v; want %q", tt.mount, db, ok, tt.db)
+		}
+	}
+}
+
+// TestWalkKeepsHoles walks a root holding a 3 GiB file with 5 bytes of data: the copy
+// takes what the file stores, not what it claims.
+func TestWalkKeepsHoles(t *testing.T) {
+	requireRoot(t)
+	f := newFixture(t)
+	root := filepath.Join(f.dir, "root")
+	if err := testimage.WriteRootfs(root, testimage.Patched); err != nil {
+		t.Fatal(err)
+	}
+	big, err := os.Create(filepath.Join(root, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := big.WriteAt([]byte("hello"), 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	if err := big.Truncate(3 << 30); err != nil {
+		t.Fatal(err)
+	}
+	big.Close()
+
+	p := startChrooted(t, root)
+	d, err := f.in.Inspect(context.Background(), p, policy.Subject{User: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Result.Action != policy.Allow {
+		t.Fatalf("action %s, message %q", d.Result.Action, d.Result.Message)
+	}
+	copied, ok := f.scanner.large["big"]
+	if !ok || copied.size != 3<<30 || copied.stored > 1<<20 || copied.at1G != "hello" {
+		t.Errorf("the copy of big: %+v (found %v); want 3 GiB apparent, under 1 MiB "+
+			"stored, \"hello\" at 1 GiB", copied, ok)
+	}
+	assertScratchEmpty(t, f)
+}
+
+func TestAllPIDsByNumber(t *testing.T) {
+	pids := allPIDs()
+	if len(pids) == 0 || !slices.IsSorted(pids) {
+		t.Errorf("allPIDs() = %v, want the PIDs in increasing order", pids)
+	}
+}
+
 func TestWalkBlocksAVulnerableTree(t *testing.T) {
 	requireRoot(t)
 	f := newFixture(t)
@@ -274,9 +402,10 @@ func TestWalkBlocksAVulnerableTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := fmt.Sprintf("image /proc/%d/root blocked: 1 critical vulnerability at or above "+
-		"the \"critical\" threshold: CVE-2023-38545 in curl 7.88.1-10+deb12u1 (fixed in "+
-		"7.88.1-10+deb12u4); next step: ask your admins", p.PID)
+	want := fmt.Sprintf("container root of PID %d (exe %s) blocked: 1 critical "+
+		"vulnerability at or above the \"critical\" threshold: CVE-2023-38545 in curl "+
+		"7.88.1-10+deb12u1 (fixed in 7.88.1-10+deb12u4); next step: ask your admins",
+		p.PID, self(t))
 	if d.Result.Action != policy.Block || !strings.HasPrefix(d.Result.Message, want) {
 		t.Fatalf("action %s, message %q;\nwant block, %q...", d.Result.Action,
 			d.Result.Message, want)
@@ -384,7 +513,8 @@ func TestUnreadableRootIsNotClean(t *testing.T) {
 	if err := json.Unmarshal(out, &res); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	want := fmt.Sprintf("image /proc/%d/root blocked: the image could not be scanned "+
+	// Nobody may not read the process's exe link: the name is the PID alone.
+	want := fmt.Sprintf("container root of PID %d blocked: the image could not be scanned "+
 		"(cannot inspect the container's root filesystem: reading the root of process %d: ",
 		p.PID, p.PID)
 	if res.Action != policy.Block || !strings.HasPrefix(res.Message, want) ||
@@ -541,4 +671,14 @@ func assertScratchEmpty(t *testing.T, f *fixture) {
 		}
 		t.Errorf("scratch directory not cleaned: %v", names)
 	}
+}
+
+// self is the test binary, as /proc/PID/exe names it for the chrooted helpers.
+func self(t *testing.T) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exe
 }

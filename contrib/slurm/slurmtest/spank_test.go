@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -204,10 +205,13 @@ func TestSpank(t *testing.T) {
 		if alloc == nil {
 			t.Fatalf("salloc: exit %d\n%s", res.code, res.stderr)
 		}
+		// salloc prints "has been revoked" only when slurmctld's word comes before it
+		// exits: a race, and no part of what this test checks.
+		res.stderr = strings.Replace(res.stderr, "salloc: Job allocation "+alloc[1]+
+			" has been revoked.\n", "", 1)
 		expectResult(t, "salloc --scan-gate=warn", res, 1, "", "salloc: Granted job "+
 			"allocation "+alloc[1]+"\n"+blocked+note+taskInitFailed(node)+srunExit1+
-			"salloc: Relinquishing job allocation "+alloc[1]+"\nsalloc: Job allocation "+
-			alloc[1]+" has been revoked.\n")
+			"salloc: Relinquishing job allocation "+alloc[1]+"\n")
 
 		// A bad value is refused by srun itself, before anything starts.
 		res = c.srun(s.work, "--scan-gate=off", "true")
@@ -279,6 +283,64 @@ func TestSpank(t *testing.T) {
 		}
 	})
 
+	t.Run("quoting and image names do not get past the plugin", func(t *testing.T) {
+		c := c.with(t)
+		s := newScenario(t, f, "")
+		c.setPlugstack(plugstack(f, s))
+		// Any name: the runtime takes a SIF file whatever it is called.
+		img := filepath.Join(s.work, "vuln.img")
+		write(t, img, readFile(t, f.vulnerable), 0o644)
+		blockedImg := "slurmstepd-" + node + ": error: scan-gate: " +
+			blockMessage(realPath(t, img)) + "\n"
+
+		for _, script := range []string{
+			`a\pptainer exec ` + img + ` echo inside`,
+			`singul'ar'ity exec ` + img + ` echo inside`,
+			`eval "apptainer exec ` + img + ` echo inside"`,
+		} {
+			res := c.srun(s.work, "sh", "-c", script)
+			expectResult(t, "srun sh -c "+script, res, 1, "",
+				blockedImg+taskInitFailed(node)+srunExit1)
+		}
+
+		write(t, filepath.Join(s.work, "job.sh"), "#!/bin/sh\necho started\n"+
+			`apptain""er exec `+img+" echo inside\n", 0o755)
+		id := c.sbatch(s.work, "--output=out.txt", "job.sh")
+		if job := c.waitJob(id, time.Minute); job["JobState"] != "FAILED" {
+			t.Errorf("batch job %s with a quoted runtime is %s, want FAILED", id,
+				job["JobState"])
+		}
+		expectFile(t, filepath.Join(s.work, "out.txt"), blockedImg+taskInitFailed(node))
+		c.requireIdle()
+	})
+
+	t.Run("an image rewritten in place after the check is refused", func(t *testing.T) {
+		c := c.with(t)
+		s := newScenario(t, f, "")
+		img := filepath.Join(s.work, "app.sif")
+		write(t, img, readFile(t, f.patched), 0o644)
+		// The helper checks the clean bytes; then, before the task starts, the file is
+		// rewritten in place (same inode) with vulnerable bytes and its mtime put back.
+		rewriting := filepath.Join(s.dir, "helper-then-rewrite")
+		write(t, rewriting, fmt.Sprintf("#!/bin/sh\n%s \"$@\" || exit\n"+
+			"touch -r %[2]s %[2]s.mtime && cat %[3]s > %[2]s && touch -r %[2]s.mtime %[2]s\n",
+			f.helper, img, f.vulnerable), 0o755)
+		c.setPlugstack(strings.Replace(plugstack(f, s), "helper="+f.helper,
+			"helper="+rewriting, 1))
+		before := inode(t, img)
+
+		res := c.srun(s.work, "apptainer", "exec", img, "echo", "inside")
+		expectResult(t, "srun", res, 1, "", "slurmstepd-"+node+": error: scan-gate: "+
+			"image "+img+" is not the file that was checked: it was replaced or "+
+			"rewritten while the step started, so the step may not start; start the "+
+			"step again once the image stays as it is\n"+taskInitFailed(node)+srunExit1)
+		if after := inode(t, img); after != before {
+			t.Fatalf("the test rewrote %s into a new inode (%d, was %d)", img, after,
+				before)
+		}
+		c.requireIdle()
+	})
+
 	t.Run("plugstack errors fail the launch, not the node", func(t *testing.T) {
 		c := c.with(t)
 		s := newScenario(t, f, "")
@@ -301,8 +363,9 @@ func TestSpank(t *testing.T) {
 		res := c.srun(s.work, "apptainer", "exec", f.patched, "true")
 		expectResult(t, "srun", res, 1, "", "slurmstepd-"+node+": error: scan-gate: the "+
 			"image check failed on this node, so the step may not start: "+missing+
-			" exited with status 127: ; try again in a few minutes, and tell your admins "+
-			"if it keeps failing\n"+taskInitFailed(node)+srunExit1)
+			" could not be run (missing, or not executable); try again in a few "+
+			"minutes, and tell your admins if it keeps failing\n"+taskInitFailed(node)+
+			srunExit1)
 		c.requireIdle()
 	})
 
@@ -316,9 +379,11 @@ func TestSpank(t *testing.T) {
 		if job["JobState"] != "CANCELLED" {
 			t.Errorf("job %s is %s, want CANCELLED", id, job["JobState"])
 		}
-		want := regexp.MustCompile("^" + regexp.QuoteMeta("scan-gate: image /proc/") +
-			"[0-9]+" + regexp.QuoteMeta("/root"+strings.TrimPrefix(blockMessage(""),
-			"image ")+"; cancelling job "+id+"\n") + regexp.QuoteMeta("slurmstepd-"+
+		// The container is named by what outlives it: the job and the program.
+		want := regexp.MustCompile("^" + regexp.QuoteMeta("scan-gate: container root of "+
+			"PID ") + "[0-9]+ " + regexp.QuoteMeta("(job "+id+", exe ") + `[^)]*/sleeper\)` +
+			regexp.QuoteMeta(strings.TrimPrefix(blockMessage(""), "image ")+
+				"; cancelling job "+id+"\n") + regexp.QuoteMeta("slurmstepd-"+
 			c.node+": error: *** JOB "+id+" ON "+c.node+" CANCELLED AT ") + `\S+ \*\*\*\n$`)
 		if got := readFile(t, out); !want.MatchString(got) {
 			t.Errorf("job output:\n%s\nwant it to match:\n%s", got, want)
@@ -390,4 +455,14 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(data)
+}
+
+// inode returns the inode number of path.
+func inode(t *testing.T, path string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
 }
