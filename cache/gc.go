@@ -76,18 +76,29 @@ func (s *Store) List() ([]Entry, error) {
 	return entries, nil
 }
 
+// Removed counts the files GC or Purge deleted, by kind.
+type Removed struct {
+	// Entries counts scan results (entries/), what `cache ls` lists.
+	Entries int
+	// Stats counts stat records (stat/), the shortcuts from a file's metadata to its key.
+	Stats int
+	// Temps counts temporary files left by writers that died.
+	Temps int
+}
+
 // GC removes the entries and stat records not written or marked used (Touch, a LookupStat
 // hit) for unusedFor before now, and temporary files left for more than an hour by writers
-// that died. It never touches lock files. removed counts the files it deleted.
+// that died. It never touches lock files. unusedFor must be positive.
 //
 // GC takes no lock: an entry used at the very moment GC judges it unused may be dropped,
 // which costs one rescan.
-func (s *Store) GC(unusedFor time.Duration, now time.Time) (removed int, err error) {
+func (s *Store) GC(unusedFor time.Duration, now time.Time) (Removed, error) {
 	if s.readOnly {
-		return 0, ErrReadOnly
+		return Removed{}, ErrReadOnly
 	}
-	if unusedFor < 0 {
-		return 0, fmt.Errorf("collecting cache garbage: negative age %v", unusedFor)
+	if unusedFor <= 0 {
+		return Removed{}, fmt.Errorf("collecting cache garbage: age %v is not positive",
+			unusedFor)
 	}
 	unusedBefore := now.Add(-unusedFor)
 	return s.sweep(now, func(fi fs.FileInfo) bool { return fi.ModTime().Before(unusedBefore) })
@@ -96,21 +107,24 @@ func (s *Store) GC(unusedFor time.Duration, now time.Time) (removed int, err err
 // Purge removes every entry and stat record, and temporary files left for more than an hour
 // (younger ones may belong to a writer at work). It never touches lock files. removed counts
 // the files it deleted.
-func (s *Store) Purge() (removed int, err error) {
+func (s *Store) Purge() (Removed, error) {
 	if s.readOnly {
-		return 0, ErrReadOnly
+		return Removed{}, ErrReadOnly
 	}
 	return s.sweep(time.Now(), func(fs.FileInfo) bool { return true })
 }
 
 // sweep removes from entries/ and stat/ the cache files for which doomed is true and the
 // temporary files older than staleTemp before now. Other files, and locks/, are left alone.
-func (s *Store) sweep(now time.Time, doomed func(fs.FileInfo) bool) (int, error) {
+func (s *Store) sweep(now time.Time, doomed func(fs.FileInfo) bool) (Removed, error) {
 	tempBefore := now.Add(-staleTemp)
-	removed := 0
-	for _, sub := range []struct{ dir, suffix string }{
-		{entriesDir, entrySuffix},
-		{statDir, statSuffix},
+	var removed Removed
+	for _, sub := range []struct {
+		dir, suffix string
+		count       *int
+	}{
+		{entriesDir, entrySuffix, &removed.Entries},
+		{statDir, statSuffix, &removed.Stats},
 	} {
 		dir := filepath.Join(s.dir, sub.dir)
 		dirents, err := os.ReadDir(dir)
@@ -132,9 +146,10 @@ func (s *Store) sweep(now time.Time, doomed func(fs.FileInfo) bool) (int, error)
 
 			name := d.Name()
 			var remove bool
+			count := sub.count
 			switch {
 			case strings.HasPrefix(name, tempPrefix):
-				remove = fi.ModTime().Before(tempBefore)
+				remove, count = fi.ModTime().Before(tempBefore), &removed.Temps
 			case strings.HasSuffix(name, sub.suffix):
 				remove = doomed(fi)
 			}
@@ -149,7 +164,7 @@ func (s *Store) sweep(now time.Time, doomed func(fs.FileInfo) bool) (int, error)
 			if err != nil {
 				return removed, fmt.Errorf("collecting cache garbage: %w", err)
 			}
-			removed++
+			*count++
 		}
 	}
 	return removed, nil

@@ -112,7 +112,7 @@ func TestLockFilesSurvivePurgeAndGC(t *testing.T) {
 	}
 	want := inode()
 
-	if _, err := s.GC(0, time.Now().Add(365*24*time.Hour)); err != nil {
+	if _, err := s.GC(time.Nanosecond, time.Now().Add(365*24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if got := inode(); got != want {

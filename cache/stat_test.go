@@ -171,8 +171,8 @@ func TestStatHitRenewsOldMark(t *testing.T) {
 	if _, ok := s.LookupStat(path, id); !ok {
 		t.Fatal("miss")
 	}
-	if removed, err := s.GC(24*time.Hour, time.Now()); err != nil || removed != 0 {
-		t.Errorf("GC after a hit removed %d, %v; want 0", removed, err)
+	if removed, err := s.GC(24*time.Hour, time.Now()); err != nil || removed != (Removed{}) {
+		t.Errorf("GC after a hit removed %+v, %v; want nothing", removed, err)
 	}
 	if _, ok := s.LookupStat(path, id); !ok {
 		t.Error("GC dropped a stat record in use")

@@ -136,8 +136,10 @@ type ImportOptions struct {
 type ImportResult struct {
 	// Imported counts the entries stored.
 	Imported int
-	// Kept counts the entries left out because this cache holds a scan of the same key made
-	// at the same time or later.
+	// Present counts the entries left out because this cache already holds the same scan:
+	// same key, scanned at the same time.
+	Present int
+	// Kept counts the entries left out because this cache holds a later scan of the same key.
 	Kept int
 	// Rejected holds one error per archive member that was not a sound entry (corrupt,
 	// truncated, stored under a name that is not its key's, or not an entry at all).
@@ -245,9 +247,15 @@ func (s *Store) importMember(hdr *tar.Header, r io.Reader, opts ImportOptions,
 		}
 	}
 
-	if have, err := s.Get(e.Key); err == nil && !have.Scan.ScannedAt.Before(e.Scan.ScannedAt) {
-		res.Kept++
-		return nil
+	if have, err := s.Get(e.Key); err == nil {
+		switch {
+		case have.Scan.ScannedAt.Equal(e.Scan.ScannedAt):
+			res.Present++
+			return nil
+		case have.Scan.ScannedAt.After(e.Scan.ScannedAt):
+			res.Kept++
+			return nil
+		}
 	}
 	if err := s.Put(e.Key, &e); err != nil {
 		return fmt.Errorf("importing cache entries: %w", err)

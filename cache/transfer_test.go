@@ -44,10 +44,10 @@ func TestExportImport(t *testing.T) {
 		t.Errorf("entry left out of the export was imported: %v", err)
 	}
 
-	// A second import keeps what is there: the scans are not newer.
+	// A second import finds the same scans already there: present, not "kept newer".
 	res, err = dst.Import(bytes.NewReader(archive.Bytes()), ImportOptions{})
-	if err != nil || res.Imported != 0 || res.Kept != 2 {
-		t.Errorf("re-import = %+v, %v; want 2 kept", res, err)
+	if err != nil || res.Imported != 0 || res.Present != 2 || res.Kept != 0 {
+		t.Errorf("re-import = %+v, %v; want 2 already present", res, err)
 	}
 
 	// A newer local scan is kept; an older one is replaced.
@@ -61,7 +61,7 @@ func TestExportImport(t *testing.T) {
 		}
 	}
 	res, err = dst.Import(bytes.NewReader(archive.Bytes()), ImportOptions{})
-	if err != nil || res.Imported != 1 || res.Kept != 1 {
+	if err != nil || res.Imported != 1 || res.Kept != 1 || res.Present != 0 {
 		t.Errorf("import over newer and older = %+v, %v; want 1 imported, 1 kept", res, err)
 	}
 	if got, _ := dst.Get(testKey(0)); len(got.Scan.Findings) != 0 {

@@ -44,6 +44,9 @@ func runCache(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return badConfig(err)
 	}
+	if sub == "gc" && o.unused <= 0 {
+		return usageError("--unused %v: want a positive age, such as 720h", o.unused)
+	}
 	p, err := o.loadPolicy()
 	if err != nil {
 		return err
@@ -70,12 +73,12 @@ func runCache(args []string, stdout, stderr io.Writer) error {
 		}
 		return cacheShow(store, p, fs.Arg(0), now, stdout)
 	case "gc":
-		n, err := store.GC(o.unused, now)
-		fmt.Fprintf(stdout, "removed %d entries unused for %s\n", n, o.unused)
+		removed, err := store.GC(o.unused, now)
+		fmt.Fprintf(stdout, "removed %s unused for %s\n", removedText(removed), o.unused)
 		return err
 	case "purge":
-		n, err := store.Purge()
-		fmt.Fprintf(stdout, "removed %d entries\n", n)
+		removed, err := store.Purge()
+		fmt.Fprintf(stdout, "removed %s\n", removedText(removed))
 		return err
 	case "export":
 		return cacheExport(store, fs.Args(), stdout, stderr)
@@ -83,6 +86,16 @@ func runCache(args []string, stdout, stderr io.Writer) error {
 		return cacheImport(store, fs.Args(), os.Stdin, stdout, stderr)
 	}
 	return usageError("unknown cache command %q", sub)
+}
+
+// removedText says what GC or Purge removed: entries (what `cache ls` lists) apart from
+// stat records and temporary files, which are not entries.
+func removedText(r cache.Removed) string {
+	text := fmt.Sprintf("%d entries and %d stat records", r.Entries, r.Stats)
+	if r.Temps > 0 {
+		text += fmt.Sprintf(" (and %d abandoned temporary files)", r.Temps)
+	}
+	return text
 }
 
 func cacheList(store *cache.Store, p *policy.Policy, now time.Time, stdout,

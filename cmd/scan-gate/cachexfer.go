@@ -107,8 +107,8 @@ func cacheImport(store *cache.Store, args []string, stdin io.Reader, stdout,
 	for _, r := range res.Rejected {
 		fmt.Fprintf(stderr, "scan-gate cache import: rejected %v\n", r)
 	}
-	fmt.Fprintf(stdout, "imported %d entries, kept %d newer ones here, rejected %d\n",
-		res.Imported, res.Kept, len(res.Rejected))
+	fmt.Fprintf(stdout, "imported %d entries, %d already present, kept %d newer ones here, "+
+		"rejected %d\n", res.Imported, res.Present, res.Kept, len(res.Rejected))
 	if err != nil {
 		return err
 	}

@@ -43,10 +43,16 @@ func runHook(args []string, stdin io.Reader, stdout, stderr io.Writer) (int, err
 		case "check-bundle":
 			return runCheckBundle(args[1:], stdout, stderr)
 		case "install-bundle":
-			return exitProceed, runInstallBundle(args[1:], stdout, stderr)
+			return runInstallBundle(args[1:], stdout, stderr)
 		}
 	}
 	fs := newFlagSet("hook", stderr)
+	hookUsage := fs.Usage
+	fs.Usage = func() {
+		hookUsage()
+		fmt.Fprintln(stderr)
+		printInstallFlags(stderr)
+	}
 	o := hookFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitUsage, badConfig(err)
@@ -114,8 +120,22 @@ func gateBundle(o *hookOptions, bundle string, state *specs.State, stdout,
 	if err == nil {
 		target, err = hook.Resolve(bundle, spec, state, o.trustAnnotation)
 	}
+	if err == nil && !target.FromAnnotation {
+		err = hook.CheckRoot(target.Image)
+	}
+	if err == nil && !target.FromAnnotation && state != nil {
+		// The root filesystem checked must be the one the runtime mounted, whatever
+		// config.json says now.
+		err = hook.VerifyMountedRoot(state.Pid, target.Image)
+		if errors.Is(err, hook.ErrRootUnknown) {
+			log.Debug("cannot compare with the mounted root filesystem; going by config.json",
+				"pid", state.Pid, "reason", err)
+			err = nil
+		}
+	}
 	if err != nil {
-		// The bundle cannot be read: the container is not started unchecked.
+		// The bundle cannot be read, or could be changed under the hook by someone else:
+		// the container is not started unchecked.
 		return decideBundleWithoutCheck(p, o, who, err, stdout, stderr)
 	}
 	if target.IgnoredAnnotation != "" {
@@ -158,65 +178,99 @@ func decideBundleWithoutCheck(p *policy.Policy, o *hookOptions, who policy.Subje
 	return report(out, o.jsonOut, stdout, stderr), nil
 }
 
-// runInstallBundle adds the scan-gate hook to a bundle's config.json.
-func runInstallBundle(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("hook", stderr)
-	var (
-		stage, self, policyPath string
-		timeout                 int
-		trust                   bool
-	)
-	fs.StringVar(&stage, "stage", hook.StageCreateRuntime, "hook `stage`: "+
+// defaultHookTimeout is the hook timeout install-bundle writes by default: above the
+// policy's default timeouts.wait (2 minutes), so that the gate decides before the runtime
+// kills the hook, and finite, so that a hung hook does not hang the launch.
+const defaultHookTimeout = 300
+
+// installOptions are the flags of install-bundle.
+type installOptions struct {
+	stage, self, policyPath string
+	timeout                 int
+	trust                   bool
+}
+
+func installFlags(fs *flag.FlagSet) *installOptions {
+	o := &installOptions{}
+	fs.StringVar(&o.stage, "stage", hook.StageCreateRuntime, "hook `stage`: "+
 		hook.StageCreateRuntime+" or "+hook.StagePrestart+" (for runtimes before OCI 1.0.2)")
-	fs.StringVar(&self, "path", "", "the scan-gate `binary` the runtime runs (default: "+
+	fs.StringVar(&o.self, "path", "", "the scan-gate `binary` the runtime runs (default: "+
 		"this one)")
-	fs.StringVar(&policyPath, "policy", "", "policy `file` the hook reads (default "+
+	fs.StringVar(&o.policyPath, "policy", "", "policy `file` the hook reads (default "+
 		defaultPolicyPath+")")
-	fs.IntVar(&timeout, "timeout", 0, "`seconds` the runtime lets the hook run (0: no "+
-		"limit); keep it above the policy's timeouts.wait")
-	fs.BoolVar(&trust, "trust-annotation", false, "the hook checks the image named by the "+
+	fs.IntVar(&o.timeout, "timeout", defaultHookTimeout, "`seconds` the runtime lets the hook "+
+		"run (0: no limit); keep it above the policy's timeouts.wait")
+	fs.BoolVar(&o.trust, "trust-annotation", false, "the hook checks the image named by the "+
 		hook.ImageAnnotation+" annotation")
+	return o
+}
+
+// printInstallFlags prints the flags of install-bundle, for 'scan-gate help hook'.
+func printInstallFlags(out io.Writer) {
+	fs := flag.NewFlagSet("install-bundle", flag.ContinueOnError)
+	fs.SetOutput(out)
+	installFlags(fs)
+	fmt.Fprintln(out, "Flags of hook install-bundle:")
+	fs.PrintDefaults()
+}
+
+// runInstallBundle adds the scan-gate hook to a bundle's config.json.
+func runInstallBundle(args []string, stdout, stderr io.Writer) (int, error) {
+	fs := newFlagSet("hook", stderr)
+	fs.Usage = func() { printInstallFlags(stderr) }
+	o := installFlags(fs)
 	if err := fs.Parse(args); err != nil {
-		return badConfig(err)
+		return exitUsage, badConfig(err)
 	}
 	if fs.NArg() != 1 {
-		return usageError("want one bundle directory (see 'scan-gate help hook')")
+		return exitUsage, usageError("want one bundle directory (see 'scan-gate help hook')")
 	}
+	if o.timeout < 0 {
+		return exitUsage, usageError("--timeout %d: want seconds, 0 for no limit", o.timeout)
+	}
+	self := o.self
 	if self == "" {
 		exe, err := os.Executable()
 		if err != nil {
-			return fmt.Errorf("finding scan-gate's own path: %w", err)
+			return exitBlocked, fmt.Errorf("finding scan-gate's own path: %w", err)
 		}
 		self = exe
 	}
 	self, err := filepath.Abs(self)
 	if err != nil {
-		return badConfig(err)
+		return exitUsage, badConfig(err)
 	}
 
 	h := specs.Hook{Path: self, Args: []string{"scan-gate", "hook"}}
-	if policyPath != "" {
-		abs, err := filepath.Abs(policyPath)
+	if o.policyPath != "" {
+		abs, err := filepath.Abs(o.policyPath)
 		if err != nil {
-			return badConfig(err)
+			return exitUsage, badConfig(err)
 		}
 		h.Args = append(h.Args, "--policy", abs)
 	}
-	if trust {
+	if o.trust {
 		h.Args = append(h.Args, "--trust-annotation")
 	}
-	if timeout > 0 {
-		h.Timeout = &timeout
+	if o.timeout > 0 {
+		h.Timeout = &o.timeout
 	}
-	if err := hook.Install(fs.Arg(0), stage, h); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return badConfig(err)
-		}
-		return err
+	config := filepath.Join(fs.Arg(0), "config.json")
+	changed, err := hook.Install(fs.Arg(0), o.stage, h)
+	if errors.Is(err, hook.ErrStage) || errors.Is(err, os.ErrNotExist) {
+		return exitUsage, badConfig(err)
 	}
-	fmt.Fprintf(stdout, "added the %s hook to %s: %s %s\n", stage,
-		filepath.Join(fs.Arg(0), "config.json"), self, strings.Join(h.Args[1:], " "))
-	return nil
+	if err != nil {
+		return exitBlocked, err
+	}
+	if !changed {
+		fmt.Fprintf(stdout, "the %s hook is already in %s: %s %s\n", o.stage, config, self,
+			strings.Join(h.Args[1:], " "))
+		return exitProceed, nil
+	}
+	fmt.Fprintf(stdout, "added the %s hook to %s: %s %s\n", o.stage, config, self,
+		strings.Join(h.Args[1:], " "))
+	return exitProceed, nil
 }
 
 const hookHelp = `Usage: scan-gate hook [flags]              (as an OCI hook: the state on stdin)
@@ -228,6 +282,12 @@ and the bundle's config.json, checks the bundle's root filesystem as a sandbox d
 (or, with --trust-annotation, the image file named by the org.scan-gate.image annotation),
 and exits 1 to stop the container when it is blocked; the message is on stderr.
 
+A bundle the hook cannot trust gets the policy's no_decision action: a config.json that is
+a link, FIFO, device or over 4 MiB, a bundle, config.json or root filesystem that anyone but
+root or the running user could change, or a root filesystem that is not the one the runtime
+mounted for the container's process (config.json changed after the runtime read it).
+
 check-bundle checks a bundle the same way and, when it may proceed, runs the runtime
 command after -- in its place (for Slurm's oci.conf). install-bundle adds the hook to a
-bundle's config.json (runc and crun read hooks only from there).`
+bundle's config.json (runc and crun read hooks only from there), first at its stage and
+nowhere else, with a timeout; its flags follow those of the hook.`

@@ -50,3 +50,30 @@ func TestOCIConfLines(t *testing.T) {
 		t.Errorf("%d gated runtime commands, want RunTimeCreate and RunTimeRun", gated)
 	}
 }
+
+// TestUsageExitStatus checks that arguments that mean nothing exit 2, before anything is
+// done: a hook stage that cannot stop a container, a cache age that is not positive.
+func TestUsageExitStatus(t *testing.T) {
+	bundle := t.TempDir()
+	config := filepath.Join(bundle, "config.json")
+	if err := os.WriteFile(config, []byte(`{"root": {"path": "rootfs"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"hook", "install-bundle", "--stage", "poststart", bundle},
+		{"hook", "install-bundle", "--timeout", "-1", bundle},
+		{"cache", "gc", "--unused", "-5h"},
+		{"cache", "gc", "--unused", "0s"},
+	} {
+		var stdout, stderr strings.Builder
+		if got := run(args, &stdout, &stderr); got != exitUsage {
+			t.Errorf("%q: exit %d, want %d (stderr %q)", args, got, exitUsage, stderr.String())
+		}
+		if stdout.Len() > 0 {
+			t.Errorf("%q printed %q, want nothing done", args, stdout.String())
+		}
+	}
+	if data, _ := os.ReadFile(config); strings.Contains(string(data), "hooks") {
+		t.Errorf("a refused install-bundle changed config.json: %s", data)
+	}
+}

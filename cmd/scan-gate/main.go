@@ -145,6 +145,10 @@ func runHelp(args []string, stdout, stderr io.Writer) int {
 		checkFlags(fs)
 	case "hook":
 		hookFlags(fs)
+		fs.Usage()
+		fmt.Fprintln(stdout)
+		printInstallFlags(stdout)
+		return exitProceed
 	case "watch":
 		watchFlags(fs)
 	case "ps":

@@ -37,18 +37,22 @@ const prewarmHelp = `Usage: scan-gate prewarm [flags] PATH...
 
 Scans images ahead of their launches, so that a launch finds its result in the cache. A PATH
 is an image file, a sandbox directory, or a directory walked for files matching the
-policy's [prewarm] images globs. A targets file has one target a line: an image path (a
-.sif suffix means a SIF), sif:PATH, a registry image (image:REF or a bare name such as
-docker.io/library/nginx:1.25) for the scanner's image command, or repo:PATH for its source
-tree command; lines starting with # and blank lines are ignored. Registry images and source
-trees are scanned and reported, not cached: no launch is decided from them.
+policy's [prewarm] images globs (links and directories that match but are not image files
+are reported). A targets file has one target a line: an image path (absolute, ./ or ../,
+an image suffix such as .sif, or any name that exists relative to the file's directory or
+--base), sif:PATH, a registry image (image:REF, or a bare name such as
+docker.io/library/nginx:1.25 that does not exist locally) for the scanner's image command,
+or repo:PATH for its source tree command; lines starting with # and blank lines are
+ignored. Registry images and source trees are scanned and reported, not cached: no launch
+is decided from them. A source tree in which the scanner finds no lockfile or manifest (an
+OS tree, say) is reported as unassessed, not as clean.
 
 Images with a fresh result are skipped; a stale one is rescanned, and a fresh one near its
 end is rescanned early at a point of its own ([prewarm] jitter). An interrupted run leaves
 every finished result in the cache: run it again and it goes on from there.
 
-Exit status 0 when every target has a result, 1 when some could not be scanned, 2 for bad
-arguments or policy.
+Exit status 0 when every target has a result, 1 when some could not be scanned, were
+unassessed or interrupted, 2 for bad arguments or policy.
 
 With --slurm, writes an sbatch array job over the targets file instead: array task N
 prewarms the N-th target (comments and blank lines not counted), with its own scratch and
@@ -283,9 +287,9 @@ func (o *prewarmOptions) execute(runner *prewarm.Runner, p *policy.Policy,
 
 func printSummary(s prewarm.Summary, stdout io.Writer) {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "TARGETS\tSCANNED\tFRESH\tBLOCKED\tERRORS\tNOT DONE\tTIME\t")
-	fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", s.Targets, s.Scanned, s.Fresh,
-		s.Blocked, s.Errors, s.Interrupted, s.Elapsed.Round(10*time.Millisecond))
+	fmt.Fprintln(tw, "TARGETS\tSCANNED\tFRESH\tBLOCKED\tERRORS\tUNASSESSED\tNOT DONE\tTIME\t")
+	fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", s.Targets, s.Scanned, s.Fresh,
+		s.Blocked, s.Errors, s.Unassessed, s.Interrupted, s.Elapsed.Round(10*time.Millisecond))
 	tw.Flush()
 }
 
@@ -347,7 +351,7 @@ func (p *progress) done(o prewarm.Outcome) {
 		fmt.Fprint(p.out, line+"\n"+detail)
 		return
 	}
-	if o.Status == prewarm.Failed {
+	if o.Status == prewarm.Failed || o.Status == prewarm.Unassessed {
 		p.bar.Clear()
 		fmt.Fprint(p.out, line+"\n"+detail)
 	}

@@ -2,11 +2,14 @@ package hook
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -84,9 +87,10 @@ func TestInstall(t *testing.T) {
 	h := specs.Hook{Path: "/usr/local/bin/scan-gate", Args: []string{"scan-gate", "hook"},
 		Timeout: &timeout}
 
-	for range 2 { // the second time changes nothing
-		if err := Install(bundle, StageCreateRuntime, h); err != nil {
-			t.Fatal(err)
+	for i := range 2 { // the second time changes nothing
+		changed, err := Install(bundle, StageCreateRuntime, h)
+		if err != nil || changed != (i == 0) {
+			t.Fatalf("install %d: changed %v, %v", i+1, changed, err)
 		}
 	}
 	data, _ := os.ReadFile(config)
@@ -113,12 +117,123 @@ func TestInstall(t *testing.T) {
 		t.Errorf("the new config.json does not load: %v", err)
 	}
 
-	if err := Install(bundle, "poststart", h); err == nil ||
-		!strings.Contains(err.Error(), "cannot stop a container") {
-		t.Errorf("poststart: %v", err)
+	if _, err := Install(bundle, "poststart", h); !errors.Is(err, ErrStage) {
+		t.Errorf("poststart: %v, want ErrStage", err)
 	}
-	if err := Install(t.TempDir(), StagePrestart, h); err == nil {
+	if _, err := Install(t.TempDir(), StagePrestart, h); err == nil {
 		t.Error("installing into a bundle without config.json succeeded")
+	}
+
+	// Another stage moves the hook there: the gate never runs twice.
+	if _, err := Install(bundle, StagePrestart, h); err != nil {
+		t.Fatal(err)
+	}
+	data, _ = os.ReadFile(config)
+	got.Hooks = nil
+	if err := json.Unmarshal(data, &got); err != nil {
+		t.Fatal(err)
+	}
+	created, prestart := got.Hooks[StageCreateRuntime], got.Hooks[StagePrestart]
+	if len(created) != 1 || created[0].Path != "/usr/bin/other" ||
+		len(prestart) != 1 || prestart[0].Path != h.Path {
+		t.Errorf("after installing at prestart: createRuntime %+v, prestart %+v; want the "+
+			"gate only at prestart", created, prestart)
+	}
+}
+
+// writeBundle makes a bundle directory holding config (when not empty) as config.json.
+func writeBundle(t *testing.T, config string) string {
+	t.Helper()
+	bundle := t.TempDir()
+	os.Chmod(bundle, 0o755)
+	if config != "" {
+		if err := os.WriteFile(filepath.Join(bundle, "config.json"), []byte(config),
+			0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return bundle
+}
+
+// TestLoadConfigRefuses checks that config.json is read once, as a regular file of bounded
+// size that nobody but root or the running user can change: a FIFO would let the bundle's
+// owner serve the runtime one config and the hook another (or hang the hook), a link to
+// /dev/zero would exhaust its memory.
+func TestLoadConfigRefuses(t *testing.T) {
+	fifo := writeBundle(t, "")
+	if err := syscall.Mkfifo(filepath.Join(fifo, "config.json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	devZero := writeBundle(t, "")
+	if err := os.Symlink("/dev/zero", filepath.Join(devZero, "config.json")); err != nil {
+		t.Fatal(err)
+	}
+	linked := writeBundle(t, "")
+	clean := filepath.Join(writeBundle(t, runcConfig), "config.json")
+	if err := os.Symlink(clean, filepath.Join(linked, "config.json")); err != nil {
+		t.Fatal(err)
+	}
+	oversize := writeBundle(t, `{"ociVersion": "1.0.2", "x": "`+
+		strings.Repeat("a", MaxConfigSize)+`"}`)
+	groupWritable := writeBundle(t, runcConfig)
+	os.Chmod(filepath.Join(groupWritable, "config.json"), 0o664)
+	worldWritableDir := writeBundle(t, runcConfig)
+	os.Chmod(worldWritableDir, 0o777)
+
+	for _, tc := range []struct {
+		name, bundle, want string
+	}{
+		{"fifo", fifo, "not a regular file"},
+		{"link to /dev/zero", devZero, "too many levels of symbolic links"},
+		{"link to a clean config", linked, "too many levels of symbolic links"},
+		{"oversize", oversize, "larger than"},
+		{"group-writable config.json", groupWritable, "writable by its group or others"},
+		{"world-writable bundle", worldWritableDir, "writable by its group or others"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			done := make(chan error, 1)
+			go func() {
+				_, err := LoadConfig(tc.bundle)
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("LoadConfig = %v, want an error with %q", err, tc.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("LoadConfig hangs")
+			}
+		})
+	}
+
+	if spec, err := LoadConfig(writeBundle(t, runcConfig)); err != nil ||
+		spec.Root.Path != "rootfs" {
+		t.Errorf("a sound bundle: %v", err)
+	}
+}
+
+// TestLoadConfigOwner checks that a bundle owned by another user is refused.
+func TestLoadConfigOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving a file to another user needs root")
+	}
+	bundle := writeBundle(t, runcConfig)
+	if err := os.Chown(filepath.Join(bundle, "config.json"), 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(bundle); !errors.Is(err, ErrUntrustedBundle) {
+		t.Errorf("config.json of uid 65534: %v, want ErrUntrustedBundle", err)
+	}
+
+	root := t.TempDir()
+	os.Chmod(root, 0o755)
+	if err := CheckRoot(root); err != nil {
+		t.Errorf("CheckRoot(root's own directory) = %v", err)
+	}
+	os.Chown(root, 65534, 65534)
+	if err := CheckRoot(root); !errors.Is(err, ErrUntrustedBundle) {
+		t.Errorf("CheckRoot(directory of uid 65534) = %v, want ErrUntrustedBundle", err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +34,9 @@ const (
 	// Interrupted: the run was stopped before the target was done. Nothing partial was
 	// stored: running prewarm again takes it up.
 	Interrupted Status = "interrupted"
+	// Unassessed: the scanner ran but found nothing it could assess (a repo: target with no
+	// lockfile or manifest). It has no result: no findings there mean nothing.
+	Unassessed Status = "unassessed"
 )
 
 // Outcome is the result of prewarming one target.
@@ -68,6 +72,7 @@ type Summary struct {
 	Fresh       int           `json:"fresh"`
 	Blocked     int           `json:"blocked"`
 	Errors      int           `json:"errors"`
+	Unassessed  int           `json:"unassessed"`
 	Interrupted int           `json:"interrupted"`
 	Elapsed     time.Duration `json:"elapsed_ns"`
 	// PeakExtractions and PeakScratch are the most extractions and unpacked bytes there were
@@ -77,7 +82,7 @@ type Summary struct {
 }
 
 // OK reports whether every target has a result.
-func (s Summary) OK() bool { return s.Errors == 0 && s.Interrupted == 0 }
+func (s Summary) OK() bool { return s.Errors == 0 && s.Unassessed == 0 && s.Interrupted == 0 }
 
 func (s *Summary) add(o Outcome) {
 	switch o.Status {
@@ -87,6 +92,8 @@ func (s *Summary) add(o Outcome) {
 		s.Fresh++
 	case Failed:
 		s.Errors++
+	case Unassessed:
+		s.Unassessed++
 	case Interrupted:
 		s.Interrupted++
 	}
@@ -212,10 +219,24 @@ func (r *Runner) one(ctx context.Context, g *gate.Gate, t Target) Outcome {
 	}
 	o.Target = t
 	o.Duration = time.Since(start)
-	if o.Status == Failed && ctx.Err() != nil {
+	if o.Status == Failed && (ctx.Err() != nil || killedBySignal(o.Error)) {
 		o.Status = Interrupted
 	}
 	return o
+}
+
+// killedBySignal reports whether a target's error says a child was stopped by SIGINT or
+// SIGTERM: a signal sent to every process of a job step (scancel, srun forwarding it) can
+// end the scanner before this process has seen its own copy and ended ctx. Such a target
+// was interrupted; it is not a scanner error.
+func killedBySignal(msg string) bool {
+	for _, s := range []string{"signal: interrupt", "signal: terminated",
+		"exit status 130", "exit status 143"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // file checks an image the way a launch does, scanning it when its result is missing or
@@ -297,6 +318,9 @@ func (r *Runner) ref(ctx context.Context, g *gate.Gate, t Target) Outcome {
 	} else {
 		target.Root = t.Ref
 		scan, err = repoScanner.ScanRepo(ctx, target)
+	}
+	if errors.Is(err, scanner.ErrNothingAssessed) {
+		return Outcome{Status: Unassessed, Error: err.Error()}
 	}
 	if err != nil {
 		return Outcome{Status: Failed, Error: err.Error()}

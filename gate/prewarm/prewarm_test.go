@@ -309,3 +309,36 @@ func TestRunnerPublishes(t *testing.T) {
 			backend.scans.Load())
 	}
 }
+
+// repoBackend has a repo command that finds nothing to assess, as trivy repo does on an OS
+// tree, and an image command that fails as a scanner ended by a job step's SIGINT does.
+type repoBackend struct{ fakeBackend }
+
+func (b *repoBackend) ScanRepo(ctx context.Context, t scanner.Target) (*finding.Scan, error) {
+	return nil, fmt.Errorf("trivy: scanning source tree %s: %w: no lockfile", t.Root,
+		scanner.ErrNothingAssessed)
+}
+
+func (b *repoBackend) ScanImage(ctx context.Context, ref string,
+	t scanner.Target) (*finding.Scan, error) {
+	return nil, fmt.Errorf("trivy: scanning registry image %s: running trivy: signal: "+
+		"interrupt", ref)
+}
+
+// TestRunnerUnassessedAndInterrupted checks that a repo scan that assessed nothing is not
+// reported as a clean result, and that a scanner stopped by SIGINT before the run's own
+// context ended counts as interrupted, not as a scanner error.
+func TestRunnerUnassessedAndInterrupted(t *testing.T) {
+	var outcomes []Outcome
+	r := &Runner{Gate: newGate(t, &repoBackend{}), Workers: 1,
+		Report: func(o Outcome) { outcomes = append(outcomes, o) }}
+	s := r.Run(context.Background(), []Target{{Kind: Repo, Ref: t.TempDir()},
+		{Kind: Registry, Ref: "ghcr.io/org/app:1"}})
+	if s.Scanned != 0 || s.Errors != 0 || s.Unassessed != 1 || s.Interrupted != 1 || s.OK() {
+		t.Errorf("summary %+v; want 1 unassessed, 1 interrupted, no errors, not OK", s)
+	}
+	if len(outcomes) != 2 || outcomes[0].Status != Unassessed || outcomes[0].Action != "" ||
+		outcomes[0].Worst != "" || outcomes[1].Status != Interrupted {
+		t.Errorf("outcomes %+v", outcomes)
+	}
+}

@@ -16,6 +16,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/scan-gate/scan-gate/policy"
 )
 
 // Kind says what a target is and which scanner command it needs.
@@ -75,10 +77,15 @@ var imageRef = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._\-/:@+]*$`)
 //	image:ghcr.io/org/app:latest           a registry image
 //	repo:/path/to/source                   a source tree
 //
+// A line without a prefix is a path when it is absolute, starts with ./ or ../, ends in an
+// image file suffix (policy.DefaultImageGlobs: .sif, .simg, .img, ...), or names a file or
+// directory that exists relative to base; only what is none of these is taken for a
+// registry image.
 // Lines starting with # and blank lines are ignored. Every other line is one target, in
 // order: the N-th target (counting from 1) is the task of array index N. A line that names
 // nothing prewarm can scan is still a target, of kind Unknown, so that it is reported and
-// the numbering stays that of the file. Relative paths are taken relative to base.
+// the numbering stays that of the file. Relative paths are taken relative to base (the
+// targets file's directory, unless the caller says otherwise).
 func ParseTargets(r io.Reader, base string) ([]Target, error) {
 	var targets []Target
 	sc := bufio.NewScanner(r)
@@ -121,10 +128,24 @@ func parseLine(line, base string) Target {
 		return Target{Kind: Unknown, Ref: line, Problem: fmt.Sprintf("%q: unknown kind of "+
 			"target (want a path, sif:, image:, repo: or a registry image name)", line)}
 	case filepath.IsAbs(line) || strings.HasPrefix(line, "./") ||
-		strings.HasPrefix(line, "../") || strings.HasSuffix(line, ".sif"):
+		strings.HasPrefix(line, "../") || hasImageSuffix(line) || existsUnder(base, line):
 		return pathTarget(File, line, base, line)
 	}
 	return refTarget(line, line)
+}
+
+// hasImageSuffix reports whether the line's last element matches the default image globs
+// (*.sif, *.simg, ...): such a line is a path, never a registry reference, whether or not
+// the file exists yet.
+func hasImageSuffix(line string) bool {
+	return matchAny(policy.DefaultImageGlobs, path.Base(line))
+}
+
+// existsUnder reports whether the relative path p names something (even a dangling link)
+// under base: a local image, not a registry reference that happens to look like a path.
+func existsUnder(base, p string) bool {
+	_, err := os.Lstat(filepath.Join(base, p))
+	return err == nil
 }
 
 func pathTarget(kind Kind, p, base, line string) Target {
@@ -194,12 +215,33 @@ func walk(dir string, globs []string) []Target {
 			}
 			return nil
 		}
-		if d.IsDir() || !matchAny(globs, d.Name()) {
+		if !matchAny(globs, d.Name()) || p == dir {
+			return nil
+		}
+		if d.IsDir() {
+			if isSandbox(p) {
+				targets = append(targets, Target{Kind: File, Ref: p})
+				return fs.SkipDir
+			}
+			// Walked on for the images it may hold, and said: a name that matches the
+			// globs is meant to be an image.
+			targets = append(targets, Target{Kind: File, Ref: p, Problem: fmt.Sprintf(
+				"%s matches the image globs but is a directory, not an image file or a "+
+					"sandbox", p)})
 			return nil
 		}
 		if d.Type()&fs.ModeSymlink != 0 {
-			if fi, err := os.Stat(p); err != nil || fi.IsDir() {
-				return nil // a link to a directory or to nothing: not an image file
+			fi, err := os.Stat(p)
+			switch {
+			case err != nil:
+				targets = append(targets, Target{Kind: File, Ref: p, Problem: fmt.Sprintf(
+					"%s is a link that leads nowhere usable: %v", p, err)})
+				return nil
+			case fi.IsDir():
+				targets = append(targets, Target{Kind: File, Ref: p, Problem: fmt.Sprintf(
+					"%s is a link to a directory, which the walk does not follow; give "+
+						"its target as a path of its own", p)})
+				return nil
 			}
 		}
 		targets = append(targets, Target{Kind: File, Ref: p})

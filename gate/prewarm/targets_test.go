@@ -80,6 +80,12 @@ func TestExpand(t *testing.T) {
 	os.Symlink(filepath.Join(dir, "a.sif"), filepath.Join(dir, "latest.sif"))
 	os.Symlink(filepath.Join(dir, "sub"), filepath.Join(dir, "linked-dir.sif"))
 	os.Symlink(filepath.Join(dir, "sub"), filepath.Join(dir, "linked-dir"))
+	os.Symlink(filepath.Join(dir, "nowhere"), filepath.Join(dir, "dangling.sif"))
+	os.Symlink("loop.sif", filepath.Join(dir, "loop.sif"))
+	os.MkdirAll(filepath.Join(dir, "dir.sif", "inner"), 0o755)
+	os.WriteFile(filepath.Join(dir, "dir.sif", "inner", "f.sif"), []byte("x"), 0o644)
+	os.MkdirAll(filepath.Join(dir, "box.sif", ".singularity.d"), 0o755)
+	os.WriteFile(filepath.Join(dir, "box.sif", "g.sif"), []byte("x"), 0o644)
 
 	got := Expand([]string{dir, filepath.Join(dir, "notes.txt"), filepath.Join(dir, "gone.sif"),
 		filepath.Join(dir, "sandbox")}, []string{"*.sif", "*.img", "*.sqsh"})
@@ -93,10 +99,39 @@ func TestExpand(t *testing.T) {
 	}
 	// The sandbox directory found by the walk is walked like any other; named on the
 	// command line it is one image. Links to files are images; links to directories are
-	// not followed.
-	want := []string{"a.sif", "b.img", "latest.sif", "sandbox/e.sif", "sub/c.sif",
-		"sub/deeper/d.sqsh", "notes.txt", "gone.sif (problem)", "sandbox"}
+	// not followed, and said so, as are links to nothing or to themselves. A directory
+	// whose name matches is one image when it is a sandbox, else said and walked into.
+	want := []string{"a.sif", "b.img", "box.sif", "dangling.sif (problem)",
+		"dir.sif (problem)", "dir.sif/inner/f.sif", "latest.sif", "linked-dir.sif (problem)",
+		"loop.sif (problem)", "sandbox/e.sif", "sub/c.sif", "sub/deeper/d.sqsh", "notes.txt",
+		"gone.sif (problem)", "sandbox"}
 	if !reflect.DeepEqual(names, want) {
 		t.Errorf("Expand:\n got %q\nwant %q", names, want)
+	}
+}
+
+// TestParseTargetsLocal checks that relative names that exist beside the targets file, or
+// end in an image suffix, are local images, never registry references sent to a registry.
+func TestParseTargetsLocal(t *testing.T) {
+	base := t.TempDir()
+	for _, name := range []string{"pw/notanimage.txt", "pw/tree/etc/os-release"} {
+		path := filepath.Join(base, name)
+		os.MkdirAll(filepath.Dir(path), 0o755)
+		os.WriteFile(path, []byte("x"), 0o644)
+	}
+	got, err := ParseTargets(strings.NewReader(
+		"pw/sub/p2.simg\npw/notanimage.txt\npw/tree\nlibrary/nginx:1.25\npw/missing\n"), base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Target{
+		{Kind: File, Ref: filepath.Join(base, "pw/sub/p2.simg"), Line: 1},
+		{Kind: File, Ref: filepath.Join(base, "pw/notanimage.txt"), Line: 2},
+		{Kind: File, Ref: filepath.Join(base, "pw/tree"), Line: 3},
+		{Kind: Registry, Ref: "library/nginx:1.25", Line: 4},
+		{Kind: Registry, Ref: "pw/missing", Line: 5},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("ParseTargets:\n got %+v\nwant %+v", got, want)
 	}
 }

@@ -41,7 +41,8 @@ type Backend interface {
 	// Settings is a stable string of every setting that changes what a scan finds; it is
 	// part of the cache key.
 	Settings() string
-	// Identify returns the scanner version and DB date without running a scan.
+	// Identify returns the scanner version and DB date without running a scan. When the
+	// version is known but the DB cannot be read, the error comes with the name and version.
 	Identify(ctx context.Context) (Identity, error)
 	// Scan runs the scanner over target. It returns an error, never a partial result, when
 	// the scanner failed, timed out, or could not read all of the tree.
@@ -51,3 +52,8 @@ type Backend interface {
 // ErrIncomplete marks a scan that could not see the whole image. Such a result must never be
 // treated as clean or cached.
 var ErrIncomplete = errors.New("scan incomplete")
+
+// ErrNothingAssessed marks a scan that found nothing it knows how to assess: a source tree
+// without a lockfile or package manifest (an OS tree given to a repo scan, say). No findings
+// then mean nothing, and the result must never be reported as clean.
+var ErrNothingAssessed = errors.New("nothing assessed")

@@ -24,13 +24,15 @@ func (b *Backend) Identify(ctx context.Context) (scanner.Identity, error) {
 	if err != nil {
 		return scanner.Identity{}, err
 	}
+	// Past here only the DB is in question: the name and version go with the error.
+	known := scanner.Identity{Name: Name, Version: version}
 	dbDir, err := b.pinDB()
 	if err != nil {
-		return scanner.Identity{}, err
+		return known, err
 	}
 	built, err := b.dbDateMemo.Get(ctx, filepath.Join(dbDir, dbFileName), b.askDBBuilt)
 	if err != nil {
-		return scanner.Identity{}, err
+		return known, err
 	}
 	when, err := time.Parse(time.RFC3339, built)
 	if err != nil {

@@ -134,6 +134,13 @@ func (b *Backend) scanRef(ctx context.Context, command, ref string, target scann
 		return nil, fmt.Errorf("trivy could not read %d file(s), first %s: %w",
 			log.permissionErrors, log.firstPermissionError, scanner.ErrIncomplete)
 	}
+	// A repo scan reports what its lockfiles and manifests list; an OS tree has none, and
+	// trivy repo then reports no result at all rather than an error.
+	if command == "repo" && len(rep.Results) == 0 {
+		return nil, fmt.Errorf("%w: trivy found no lockfile or package manifest to assess "+
+			"(an image or OS tree is prewarmed as a path, not repo:)",
+			scanner.ErrNothingAssessed)
+	}
 	findings := rep.findings(ref)
 	if findings == nil {
 		findings = []finding.Finding{}
