@@ -21,7 +21,7 @@ DEMO_DIR  ?= /var/tmp/scan-gate-demo
 
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build tools testdb demo test test-short lint fuzz install clean help
+.PHONY: all build tools tools-trivy tools-grype testdb demo test test-short lint fuzz install clean help
 .PHONY: install-apptainer-wrapper install-oci-hook
 
 all: build
@@ -44,7 +44,10 @@ help:
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/scan-gate ./cmd/scan-gate
 
-tools:
+tools: tools-trivy tools-grype
+
+# trivy alone: all that make demo needs.
+tools-trivy:
 	@if [ -x "$(TRIVY)" ] && "$(TRIVY)" --version 2>/dev/null | grep -q "Version: $(TRIVY_VERSION)"; \
 	then echo "trivy $(TRIVY_VERSION) at $(TRIVY)"; \
 	else echo "building trivy $(TRIVY_VERSION) (several minutes the first time)"; \
@@ -52,19 +55,21 @@ tools:
 	    -ldflags "-X github.com/aquasecurity/trivy/pkg/version/app.ver=$(TRIVY_VERSION)" \
 	    github.com/aquasecurity/trivy/cmd/trivy@v$(TRIVY_VERSION) && \
 	  install -D -m 0755 $(GOBIN)/trivy $(TRIVY); fi
+	@command -v unsquashfs >/dev/null || { echo "install squashfs-tools"; exit 1; }
+
+tools-grype:
 	@if [ -x "$(GRYPE)" ] && "$(GRYPE)" version 2>/dev/null | grep -Eq "^Version: +$(GRYPE_VERSION)$$"; \
 	then echo "grype $(GRYPE_VERSION) at $(GRYPE)"; \
 	else echo "building grype $(GRYPE_VERSION) (a few minutes the first time)"; \
 	  GOBIN=$(GOBIN) $(GO) install -ldflags "-X main.version=$(GRYPE_VERSION)" \
 	    github.com/anchore/grype/cmd/grype@v$(GRYPE_VERSION) && \
 	  install -D -m 0755 $(GOBIN)/grype $(GRYPE); fi
-	@command -v unsquashfs >/dev/null || { echo "install squashfs-tools"; exit 1; }
 
 # A fixture vulnerability DB with real public Debian 12 advisories.
 testdb:
 	cd testdata/trivydb && $(GO) run . -o $(DEMO_DIR)/trivy-db
 
-demo: build tools
+demo: build tools-trivy
 	@test "$$(id -u)" = 0 || { echo "make demo runs as root, as the gate does at launch"; exit 1; }
 	mkdir -p $(DEMO_DIR) && chmod 755 $(DEMO_DIR)
 	cd testdata/trivydb && $(GO) run . -o $(DEMO_DIR)/trivy-db
