@@ -35,6 +35,9 @@ help:
 	@echo "make lint     gofmt, vet, go mod tidy -diff"
 	@echo "make fuzz     run each fuzz target for a short while"
 	@echo "make test-prewarm  the prewarm, shared tier, export/import and stats tests alone"
+	@echo "make fuzz-smoke  every fuzz target for 10 s from its checked-in corpus"
+	@echo "make hardening   the hostile image, fault and privilege tests alone"
+	@echo "make bench    (as root) the launch-cost benchmarks: README's Performance table"
 	@echo "make install  install scan-gate and the example policy"
 	@echo "make install-apptainer-wrapper  also the apptainer/singularity wrapper"
 	@echo "make install-oci-hook           also the OCI hook for podman and CRI-O"
@@ -166,3 +169,29 @@ install-slurm: install slurm
 
 clean:
 	rm -rf $(BIN)
+
+# The hardening suite alone (also part of make test): the hostile image scripts, the fault
+# and privilege tests, and the unit tests of what they found. Root for the parts that
+# mount a small tmpfs, chown, or run as another user.
+HARDENING_TESTS := ^(TestKillAtRandomPoints|TestLockFileRemovedDuringScan|TestCacheRemoved.*|$\
+TestDiskFullDuringExtraction|TestMisbehavingScanner|TestCacheWritableByOthersRefused|$\
+TestPoisonedCacheIgnored|TestScratchIsPrivate|TestKilledCheckIsRecovered|$\
+TestTerminatedCheckCleansUp|TestUnprivilegedUser|TestExtractRefuses.*|TestExtractOverlay|$\
+TestExtractHostileTree|TestHitReadsNoImageBytes|TestUnscannableKnownToStatIndex|$\
+TestScanRefusesBadRuns|TestCheckBlindSpots|TestFindPackageDB|TestUntrustedEntryIsMiss|$\
+TestOpenRefuses|TestOpenRefusals)$$
+.PHONY: hardening
+hardening:
+	$(GO) test -race -count=1 ./cmd/scan-gate -run '^TestScripts$$/^(hostile_|qscanner_token$$)'
+	$(GO) test -race -count=1 ./cmd/scan-gate ./gate/... ./cache -run '$(HARDENING_TESTS)'
+
+# Every fuzz target of the module, each for FUZZ_SMOKE_TIME from its checked-in corpus.
+FUZZ_SMOKE_TIME ?= 10s
+.PHONY: fuzz-smoke
+fuzz-smoke:
+	.ci/fuzz-smoke $(FUZZ_SMOKE_TIME)
+
+# (root) The launch-cost benchmarks: the README's "Performance" table (bench/run).
+.PHONY: bench
+bench:
+	bench/run

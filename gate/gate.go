@@ -66,7 +66,7 @@ const (
 // Result is the outcome of one check: the verdict and everything the audit line records.
 type Result struct {
 	Image   string           `json:"image"`
-	Kind    image.Kind       `json:"kind,omitempty"`
+	Kind    image.Kind       `json:"kind,omitempty"` // empty on a stat-index hit: not read
 	Key     string           `json:"key,omitempty"`
 	Action  policy.Action    `json:"action"`
 	Verdict policy.Verdict   `json:"verdict"`
@@ -106,18 +106,19 @@ func (g *Gate) Check(ctx context.Context, req Request) (res Result) {
 
 	defer func() { res.Durations.Total = millis(time.Since(start)) }()
 
-	im, err := image.Open(req.Image)
+	// Nothing is read from the file yet: on a stat-index hit nothing ever is.
+	im, err := image.OpenUnread(req.Image)
 	if err != nil {
 		g.noDecision(&res, who, unscannable(err), err)
 		return res
 	}
 	defer im.Close()
-	res.Kind = im.Kind
 	// Policy globs and the audit log see the real path, whatever links or ".." it was
 	// named through.
 	res.Image, who.Image = im.Resolved, im.Resolved
 
 	key, hashed, err := g.contentKey(ctx, im)
+	res.Kind = im.Kind // empty for a file the stat index knew: it was not read
 	res.HashedBytes = hashed
 	res.Durations.Identify = millis(time.Since(start))
 	if err != nil {
@@ -125,11 +126,6 @@ func (g *Gate) Check(ctx context.Context, req Request) (res Result) {
 		return res
 	}
 	res.Key = key
-	if im.Unscannable != "" {
-		g.noDecision(&res, who, true, fmt.Errorf("image %s is unscannable: %s", im.Path,
-			im.Unscannable))
-		return res
-	}
 
 	ident, err := g.Backend.Identify(ctx)
 	if err != nil {
@@ -158,7 +154,24 @@ func (g *Gate) Check(ctx context.Context, req Request) (res Result) {
 // scanner could not fully read) from errors of the gate or the scanner.
 func unscannable(err error) bool {
 	return errors.Is(err, image.ErrMalformed) || errors.Is(err, image.ErrNotImage) ||
-		errors.Is(err, scanner.ErrIncomplete)
+		errors.Is(err, scanner.ErrIncomplete) || errors.Is(err, errUnscannable)
+}
+
+// errUnscannable marks an image whose partitions cannot be extracted (encrypted, ext3).
+var errUnscannable = errors.New("unscannable")
+
+// identify reads the image's format, unless hashing did already, and refuses an image that
+// cannot be scanned. It runs only when a scan may follow: a cached result is the result of
+// a scan, so a hit needs neither.
+func identify(res *Result, im *image.Image) error {
+	if err := im.Identify(); err != nil {
+		return err
+	}
+	res.Kind = im.Kind
+	if im.Unscannable != "" {
+		return fmt.Errorf("image %s is %w: %s", im.Path, errUnscannable, im.Unscannable)
+	}
+	return nil
 }
 
 // absolute cleans path and makes it absolute, for images that could not be opened.

@@ -37,6 +37,9 @@ func (g *Gate) recall(ctx context.Context, res *Result, req Request, im *image.I
 	if res.Cache == CacheNone {
 		res.Cache = CacheMiss
 	}
+	if err := identify(res, im); err != nil {
+		return nil, err
+	}
 	if !req.Rescan && res.Cache == CacheMiss {
 		switch g.Policy.On.Miss {
 		case policy.MissBlock:

@@ -23,6 +23,8 @@ func TestMain(m *testing.M) {
 		"scan-gate": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
 		// A process that chroots into os.Args[1] and sleeps (launch point tests).
 		"scan-gate-chroot": chrootMain,
+		// Writes an image while the gate checks it (hostile_test.go).
+		"slowwrite": func() { os.Exit(slowWrite(os.Args[1:])) },
 	})
 }
 
@@ -192,6 +194,14 @@ func TestScripts(t *testing.T) {
 			// Commands of the grype and QScanner scripts (scanners_test.go).
 			"qscanner": cmdQScanner,
 			"gone":     cmdGone,
+			// Commands of the hostile image scripts (hostile_test.go).
+			"hostile":     cmdHostile,
+			"snapshot":    cmdSnapshot,
+			"unchanged":   cmdUnchanged,
+			"stamp":       cmdStamp,
+			"within":      cmdWithin,
+			"spypolicy":   cmdSpyPolicy,
+			"noleftovers": cmdNoLeftovers,
 		},
 		Condition: func(cond string) (bool, error) {
 			if cond == "root" {

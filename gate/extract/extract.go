@@ -11,9 +11,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -84,6 +84,11 @@ func (t *Tree) Remove() error {
 
 // Extract unpacks im's partitions (primary first, then squashfs overlays on top).
 func Extract(ctx context.Context, im *image.Image, opts Options) (*Tree, error) {
+	// An image opened unread has no partitions yet: extracting it as it is would unpack
+	// nothing and leave the scanner an empty tree.
+	if err := im.Identify(); err != nil {
+		return nil, fmt.Errorf("extracting %s: %w", im.Path, err)
+	}
 	if im.Kind == image.Sandbox {
 		return nil, fmt.Errorf("extracting %s: a sandbox directory is scanned in place", im.Path)
 	}
@@ -149,39 +154,105 @@ func (t *Tree) fill(ctx context.Context, tool string, im *image.Image,
 	}
 
 	for i, p := range im.Partitions {
-		args := []string{"-no-xattrs", "-no-progress", "-quiet", "-dest", t.Root,
-			"-offset", strconv.FormatInt(source.offset(p), 10)}
+		unpack := func(dest string, force bool) error {
+			args := []string{"-no-xattrs", "-no-progress", "-quiet", "-dest", dest,
+				"-offset", strconv.FormatInt(source.offset(p), 10)}
+			if force {
+				args = append([]string{"-force"}, args...)
+			}
+			res, err := proc.Run(ctx, proc.Cmd{Path: tool, Args: append(args, source.path),
+				Credential: cred, ExtraFiles: source.files, Env: []string{"LC_ALL=C"}})
+			if err != nil {
+				return err
+			}
+			return judgeUnsquashfs(res, dest)
+		}
+		var err error
 		if i > 0 {
-			args = append([]string{"-force"}, args...)
+			err = t.checkOverlay(i, unpack)
 		}
-		res, err := proc.Run(ctx, proc.Cmd{Path: tool, Args: append(args, source.path),
-			Credential: cred, ExtraFiles: source.files, Env: []string{"LC_ALL=C"}})
+		if err == nil {
+			err = unpack(t.Root, i > 0)
+		}
 		if err != nil {
-			return fmt.Errorf("extracting %s partition of %s: %w", p.Role, im.Path, err)
-		}
-		if err := judgeUnsquashfs(res); err != nil {
 			return fmt.Errorf("extracting %s partition of %s: %w", p.Role, im.Path, err)
 		}
 	}
 	return stripSpecialBits(ctx, t.Root, cred)
 }
 
-// deviceSkipped matches what unsquashfs prints when, unprivileged, it skips a device node.
-var deviceSkipped = regexp.MustCompile(
-	`could not create (character|block) device .*because you're not superuser`)
+// checkOverlay unpacks the overlay partition i alone, into a directory of its own, and
+// refuses it when one of its paths meets a symbolic link in the tree unpacked so far.
+// unsquashfs -force, unpacking on top of the tree, would follow that link: to create the
+// overlay's file, or enter the overlay's directory, wherever the link points, outside the
+// tree included (CVE-2021-41072 is the same attack within one filesystem, which unsquashfs
+// 4.5.1 refuses; across two runs nothing stops it).
+func (t *Tree) checkOverlay(i int, unpack func(dest string, force bool) error) error {
+	name := "overlay-" + strconv.Itoa(i)
+	if err := t.run.Mkdir(name); err != nil {
+		return err
+	}
+	dir := filepath.Join(t.run.Path, name)
+	defer removeTree(dir)
+	if err := unpack(filepath.Join(dir, "fs"), false); err != nil {
+		return err
+	}
 
-// judgeUnsquashfs accepts exit 0, and exit 2 when every complaint is a skipped device node:
-// that is expected and loses nothing a scanner reads. Any other complaint means files are
-// missing from the tree.
-func judgeUnsquashfs(res proc.Result) error {
+	// Top down: a link met on the way is reported before anything below it is looked up.
+	return filepath.WalkDir(filepath.Join(dir, "fs"), func(path string, d fs.DirEntry,
+		err error) error {
+		if err != nil {
+			return fmt.Errorf("checking where the overlay unpacks: %w", err)
+		}
+		rel, err := filepath.Rel(filepath.Join(dir, "fs"), path)
+		if err != nil || rel == "." {
+			return err
+		}
+		fi, err := os.Lstat(filepath.Join(t.Root, rel))
+		if err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("%w: the overlay replaces %s, a symbolic link in the "+
+				"partitions below it; unpacking it would write where the link points, "+
+				"possibly outside the tree", ErrIncomplete, rel)
+		}
+		return nil
+	})
+}
+
+// skippedDevice returns the path of the device node an unsquashfs complaint says it did not
+// create, unprivileged, or "" for any other line.
+func skippedDevice(line string) string {
+	for _, kind := range []string{"character", "block"} {
+		_, rest, ok := strings.Cut(line, "could not create "+kind+" device ")
+		if !ok {
+			continue
+		}
+		if path, ok := strings.CutSuffix(rest, ", because you're not superuser!"); ok {
+			return path
+		}
+	}
+	return ""
+}
+
+// judgeUnsquashfs accepts exit 0, and exit 2 when every complaint is a device node under
+// dest/dev that could not be created: that is expected and loses nothing a scanner reads.
+// A device node anywhere else stands where files belong (a package database, say) and would
+// hide them from the scan, and any other complaint means files are missing from the tree.
+func judgeUnsquashfs(res proc.Result, dest string) error {
 	switch res.ExitCode {
 	case 0:
 		return nil
 	case 2:
+		devDir := filepath.Join(dest, "dev") + "/"
 		for _, line := range strings.Split(string(res.Stderr), "\n") {
 			line = strings.TrimSpace(line)
-			if line == "" || deviceSkipped.MatchString(line) || benignLine(line) {
+			if line == "" || benignLine(line) {
 				continue
+			}
+			if dev := skippedDevice(line); strings.HasPrefix(dev, devDir) {
+				continue
+			} else if dev != "" {
+				return fmt.Errorf("%w: the image holds a device node outside /dev, at %s",
+					ErrIncomplete, strings.TrimPrefix(dev, dest+"/"))
 			}
 			return fmt.Errorf("%w: unsquashfs: %s", ErrIncomplete, line)
 		}

@@ -171,7 +171,15 @@ func TestJudgeUnsquashfs(t *testing.T) {
 		{"clean", proc.Result{ExitCode: 0}, true},
 		{"devices skipped", proc.Result{ExitCode: 2, Stderr: []byte(
 			"create_inode: could not create character device /x/dev/null, because " +
+				"you're not superuser!\n" +
+				"create_inode: could not create block device /x/dev/disk/sda, because " +
 				"you're not superuser!\n")}, true},
+		{"device outside /dev", proc.Result{ExitCode: 2, Stderr: []byte(
+			"create_inode: could not create character device /x/var/lib/dpkg/status, " +
+				"because you're not superuser!\n")}, false},
+		{"device beside /dev", proc.Result{ExitCode: 2, Stderr: []byte(
+			"create_inode: could not create character device /x/devices/null, " +
+				"because you're not superuser!\n")}, false},
 		{"write failed", proc.Result{ExitCode: 2, Stderr: []byte(
 			"write_file: failed to create file /x/etc/passwd, because No space left on " +
 				"device\n")}, false},
@@ -179,7 +187,7 @@ func TestJudgeUnsquashfs(t *testing.T) {
 			false},
 	}
 	for _, tt := range tests {
-		err := judgeUnsquashfs(tt.res)
+		err := judgeUnsquashfs(tt.res, "/x")
 		if (err == nil) != tt.wantOK {
 			t.Errorf("%s: got %v", tt.name, err)
 		}

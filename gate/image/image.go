@@ -52,6 +52,8 @@ type Image struct {
 	Unscannable string
 
 	file *os.File // nil for a sandbox
+	// identified says Kind, Partitions and Unscannable are known; see OpenUnread.
+	identified bool
 }
 
 // FileID identifies an unchanged file without reading it.
@@ -84,9 +86,26 @@ var (
 	ErrNotRegular = errors.New("not a regular file")
 )
 
-// Open opens the image at path. Special files (FIFOs, devices, sockets, and links to them)
-// are refused without being opened for reading. The caller must Close the image.
+// Open opens the image at path and reads its format. Special files (FIFOs, devices, sockets,
+// and links to them) are refused without being opened for reading. The caller must Close
+// the image.
 func Open(path string) (*Image, error) {
+	im, err := OpenUnread(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := im.Identify(); err != nil {
+		im.Close()
+		return nil, err
+	}
+	return im, nil
+}
+
+// OpenUnread opens the image at path like Open but reads nothing from it: only its metadata
+// is looked at, so that a caller that finds the file in a stat index reads no image bytes
+// at all. Until Identify is called, the Kind of a file is empty and its Partitions are not
+// known; Key and KeyWith call Identify themselves.
+func OpenUnread(path string) (*Image, error) {
 	// O_PATH opens without reading: a FIFO does not block, a device is not touched.
 	pathFD, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -107,7 +126,8 @@ func Open(path string) (*Image, error) {
 
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
-		return &Image{Path: path, Resolved: resolved, Kind: Sandbox, ID: FileIDOf(&st)}, nil
+		return &Image{Path: path, Resolved: resolved, Kind: Sandbox, ID: FileIDOf(&st),
+			identified: true}, nil
 	case unix.S_IFREG:
 	default:
 		return nil, fmt.Errorf("image %s: %w (%s)", path, ErrNotRegular, fileType(st.Mode))
@@ -118,12 +138,23 @@ func Open(path string) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening image %s for reading: %w", path, err)
 	}
-	im := &Image{Path: path, Resolved: resolved, ID: FileIDOf(&st), file: file}
-	if err := im.identifyFormat(); err != nil {
-		file.Close()
-		return nil, err
+	return &Image{Path: path, Resolved: resolved, ID: FileIDOf(&st), file: file}, nil
+}
+
+// Identify reads the image's format: its Kind, the Partitions the runtime mounts, and
+// whether it is Unscannable. It does nothing once that is known.
+func (im *Image) Identify() error {
+	if im.identified {
+		return nil
 	}
-	return im, nil
+	if im.file == nil {
+		return fmt.Errorf("identifying image %s: it is closed", im.Path)
+	}
+	if err := im.identifyFormat(); err != nil {
+		return err
+	}
+	im.identified = true
+	return nil
 }
 
 // Close releases the image's file.

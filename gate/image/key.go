@@ -37,6 +37,9 @@ func (im *Image) Key(ctx context.Context) (key string, bytesRead int64, err erro
 // one without the secret can aim at. It returns the key and the number of image bytes read.
 func (im *Image) KeyWith(ctx context.Context, secret []byte) (key string, bytesRead int64,
 	err error) {
+	if err := im.Identify(); err != nil {
+		return "", 0, err
+	}
 	seedA, seedB := seeds(secret)
 	digests := pair{xxhash.NewWithSeed(seedA), xxhash.NewWithSeed(seedB)}
 	if im.Kind == Sandbox {

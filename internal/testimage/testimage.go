@@ -93,8 +93,14 @@ func WriteRootfs(dir string, pkgs []Package) error {
 // Squashfs packs dir into a squashfs file at out with the real mksquashfs. Each pseudo
 // definition ("dev/null c 666 0 0 1 3") adds an entry that cannot be made unprivileged.
 func Squashfs(ctx context.Context, dir, out string, pseudo ...string) error {
+	return mksquashfs(ctx, dir, out, nil, pseudo)
+}
+
+// mksquashfs runs the real mksquashfs with the options every test image shares, then extra.
+func mksquashfs(ctx context.Context, dir, out string, extra, pseudo []string) error {
 	args := []string{dir, out, "-noappend", "-all-root", "-no-progress", "-quiet",
 		"-mkfs-time", "0", "-all-time", "0", "-comp", "gzip"}
+	args = append(args, extra...)
 	for _, p := range pseudo {
 		args = append(args, "-p", p)
 	}

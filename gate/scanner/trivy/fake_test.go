@@ -50,7 +50,7 @@ func metadataOnlyDB(t *testing.T, updated string) string {
 
 func TestScanRefusesBadRuns(t *testing.T) {
 	const good = `{"SchemaVersion":2,"Metadata":{"OS":{"Family":"debian","Name":"12.5"}},` +
-		`"Results":[{"Target":"debian 12.5","Class":"os-pkgs"}]}`
+		`"Results":[{"Target":"debian 12.5","Class":"os-pkgs","Packages":[{"Name":"x"}]}]}`
 	t.Setenv("TRIVY_LEAKED", "caller's secret")
 	tests := []struct {
 		name, body, wantErr string
@@ -67,6 +67,12 @@ func TestScanRefusesBadRuns(t *testing.T) {
 			printf '%s' '` + good + `' > "$out"`, ""},
 		{"home and tmp are private", `case "$TMPDIR" in "$HOME"/tmp) ;; *) exit 5;; esac
 			printf '%s' '` + good + `' > "$out"`, ""},
+		// Before, standard output was kept in memory whole: a flood grew the gate.
+		{"standard output is not kept", `[ "$(/bin/readlink /proc/$$/fd/1)" = /dev/null ] ||
+			exit 6
+			printf '%s' '` + good + `' > "$out"`, ""},
+		{"report too large", `/usr/bin/head -c 300000000 /dev/zero > "$out"`,
+			"is larger than 268435456 bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

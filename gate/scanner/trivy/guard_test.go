@@ -22,6 +22,14 @@ func TestCheckBlindSpots(t *testing.T) {
 	}
 	denied := &stderrLog{}
 	denied.line("2026-12-03T17:00:00Z\tDEBUG\tPermission error\tfile_path=\"var/lib/dpkg/status\"")
+	// The OS detected, no package read from its database: Trivy's report of a status file
+	// it could not parse, or a scanner that did not scan.
+	osNoPackages, err := parseReport([]byte(`{"SchemaVersion": 2,
+		"Metadata": {"OS": {"Family": "debian", "Name": "12.5"}},
+		"Results": [{"Target": "x (debian 12.5)", "Class": "os-pkgs", "Type": "debian"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name    string
@@ -34,6 +42,8 @@ func TestCheckBlindSpots(t *testing.T) {
 		{"no OS, no database", noOS, bareRoot, &stderrLog{}, "detected no operating system"},
 		{"OS scanned", withOS, debianRoot, &stderrLog{}, ""},
 		{"permission error", withOS, debianRoot, denied, "could not read 1 file(s)"},
+		{"OS without packages, dpkg database", osNoPackages, debianRoot, &stderrLog{},
+			"detected debian 12.5 and scanned no OS packages"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -25,9 +25,11 @@ type report struct {
 	// Results is absent when nothing at all was found; a detected OS still gives an
 	// "os-pkgs" result, with no Vulnerabilities when none apply.
 	Results []struct {
-		Target          string
-		Class           string
-		Type            string
+		Target string
+		Class  string
+		Type   string
+		// Packages lists every package found (--list-all-pkgs); only their number is read.
+		Packages        []struct{}
 		Vulnerabilities []vulnerability
 	}
 }
@@ -83,10 +85,12 @@ func (r *report) osName() string {
 	return strings.TrimSpace(r.Metadata.OS.Family + " " + r.Metadata.OS.Name)
 }
 
-// hasOSPackages reports whether Trivy scanned the tree's OS packages at all.
+// hasOSPackages reports whether Trivy found any OS package. A detected OS gives an
+// "os-pkgs" result even when no package could be read from its database, so the result must
+// list packages to count.
 func (r *report) hasOSPackages() bool {
 	for _, res := range r.Results {
-		if res.Class == classOSPkgs {
+		if res.Class == classOSPkgs && (len(res.Packages) > 0 || len(res.Vulnerabilities) > 0) {
 			return true
 		}
 	}

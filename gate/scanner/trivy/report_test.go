@@ -182,8 +182,14 @@ func TestParseReportNothingFound(t *testing.T) {
 		{"os none", `{"SchemaVersion": 2, "Metadata": {"OS": {"Family": "none"}}}`, "", false},
 		{"clean debian", `{"SchemaVersion": 2,
 			"Metadata": {"OS": {"Family": "debian", "Name": "12.11"}},
-			"Results": [{"Target": "/r (debian 12.11)", "Class": "os-pkgs"}]}`,
+			"Results": [{"Target": "/r (debian 12.11)", "Class": "os-pkgs",
+				"Packages": [{"Name": "libc6", "Version": "2.36-9+deb12u14"}]}]}`,
 			"debian 12.11", true},
+		// The OS was detected but no package listed: none was read from its database.
+		{"debian without packages", `{"SchemaVersion": 2,
+			"Metadata": {"OS": {"Family": "debian", "Name": "12.11"}},
+			"Results": [{"Target": "/r (debian 12.11)", "Class": "os-pkgs"}]}`,
+			"debian 12.11", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -24,11 +25,19 @@ type process struct {
 
 // run starts the process in its own process group, kills the whole group when ctx is done,
 // and returns what it wrote to stderr. A non-zero exit is an error carrying stderr's tail.
+// Its standard output, where the report never goes, is discarded: kept, a scanner printing
+// without end would grow the gate's memory without bound.
 func (p process) run(ctx context.Context) (*stderrLog, error) {
+	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("running trivy: %w", err)
+	}
+	defer devNull.Close()
+
 	log := &stderrLog{}
 	start := time.Now()
 	res, err := proc.Run(ctx, proc.Cmd{Path: p.binary, Args: p.args, Dir: p.dir, Env: p.env,
-		Credential: p.cred, Stderr: log})
+		Credential: p.cred, Stdout: devNull, Stderr: log})
 	log.flush()
 	switch {
 	case errors.Is(err, proc.ErrKilled):

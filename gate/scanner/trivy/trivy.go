@@ -49,7 +49,7 @@ var ownedFlags = []string{
 	"--scanners", "--cache-dir", "--cache-backend", "--timeout", "--quiet", "-q",
 	"--debug", "-d", "--config", "-c", "--skip-db-update", "--skip-java-db-update",
 	"--download-db-only", "--download-java-db-only", "--reset", "--offline-scan",
-	"--db-repository", "--java-db-repository", "--server",
+	"--db-repository", "--java-db-repository", "--server", "--list-all-pkgs",
 }
 
 // Config configures a Backend.
@@ -221,6 +221,10 @@ func (b *Backend) scan(ctx context.Context, root string, target scanner.Target) 
 	}, nil
 }
 
+// maxReportSize bounds the report read into memory. Trivy's reports of large images run to
+// tens of megabytes; a scanner writing without end must not exhaust the node's memory.
+const maxReportSize = 256 << 20
+
 // readReport reads the report the scanning user wrote, refusing a link in its place.
 func readReport(path string) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
@@ -228,7 +232,14 @@ func readReport(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return io.ReadAll(f)
+	data, err := io.ReadAll(io.LimitReader(f, maxReportSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxReportSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxReportSize)
+	}
+	return data, nil
 }
 
 // args is the `trivy rootfs` command line. --debug rather than --quiet: files Trivy may not
@@ -239,6 +250,8 @@ func (b *Backend) args(work, reportPath, root string) []string {
 		"--format", "json",
 		"--output", reportPath,
 		"--scanners", "vuln",
+		// The guard counts the packages found: listed by default since Trivy 0.50.
+		"--list-all-pkgs",
 		"--cache-dir", filepath.Join(work, "cache"),
 		"--cache-backend", "memory",
 		"--skip-db-update",
