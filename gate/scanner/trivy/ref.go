@@ -95,15 +95,7 @@ func (b *Backend) scanRef(ctx context.Context, command, ref string, target scann
 	if err != nil {
 		return nil, err
 	}
-	dbDir, err := filepath.EvalSymlinks(filepath.Join(b.cfg.DBDir, "db"))
-	if err != nil {
-		return nil, fmt.Errorf("finding the trivy DB: %w", err)
-	}
-	meta, err := readDBMetadata(dbDir)
-	if err != nil {
-		return nil, err
-	}
-	work, err := prepareWork(target.ScratchDir, dbDir, target.Credential)
+	work, meta, err := b.prepareRun(target)
 	if err != nil {
 		return nil, err
 	}

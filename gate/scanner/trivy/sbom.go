@@ -47,15 +47,7 @@ func (b *Backend) scanSBOM(ctx context.Context, sbom string, target scanner.Targ
 	if err != nil {
 		return nil, err
 	}
-	dbDir, err := filepath.EvalSymlinks(filepath.Join(b.cfg.DBDir, "db"))
-	if err != nil {
-		return nil, fmt.Errorf("finding the trivy DB: %w", err)
-	}
-	meta, err := readDBMetadata(dbDir)
-	if err != nil {
-		return nil, err
-	}
-	work, err := prepareWork(target.ScratchDir, dbDir, target.Credential)
+	work, meta, err := b.prepareRun(target)
 	if err != nil {
 		return nil, err
 	}

@@ -163,17 +163,7 @@ func (b *Backend) scan(ctx context.Context, root string, target scanner.Target) 
 			closed, scanner.ErrIncomplete)
 	}
 
-	// Pin the DB: if DBDir/db is a link that an update swaps, this scan keeps one DB.
-	dbDir, err := filepath.EvalSymlinks(filepath.Join(b.cfg.DBDir, "db"))
-	if err != nil {
-		return nil, fmt.Errorf("finding the trivy DB: %w", err)
-	}
-	meta, err := readDBMetadata(dbDir)
-	if err != nil {
-		return nil, err
-	}
-
-	work, err := prepareWork(target.ScratchDir, dbDir, target.Credential)
+	work, meta, err := b.prepareRun(target)
 	if err != nil {
 		return nil, err
 	}
@@ -269,6 +259,21 @@ func (b *Backend) args(work, reportPath, root string) []string {
 
 // prepareWork makes this run's private dir in scratch: the home, temp dir and cache of the
 // Trivy process, with cache/db linked to the shared DB. It belongs to cred when one is given.
+// prepareRun pins the DB (if DBDir/db is a link that an update swaps, this run keeps one
+// DB), reads its metadata and makes the run's private work directory.
+func (b *Backend) prepareRun(target scanner.Target) (string, dbMetadata, error) {
+	dbDir, err := filepath.EvalSymlinks(filepath.Join(b.cfg.DBDir, "db"))
+	if err != nil {
+		return "", dbMetadata{}, fmt.Errorf("finding the trivy DB: %w", err)
+	}
+	meta, err := readDBMetadata(dbDir)
+	if err != nil {
+		return "", dbMetadata{}, err
+	}
+	work, err := prepareWork(target.ScratchDir, dbDir, target.Credential)
+	return work, meta, err
+}
+
 func prepareWork(scratch, dbDir string, cred *scanner.Credential) (string, error) {
 	work, err := os.MkdirTemp(scratch, "trivy-")
 	if err != nil {
